@@ -1,0 +1,135 @@
+"""Fully connected networks with sigmoid hidden layers (the paper's MLPs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+
+from sgn._validation import InvalidParameterError, Interval, Options, check_value
+from ._base import FlatParameterModel, check_seed, check_symbolic_input
+
+__all__ = ["MLP", "mlp"]
+
+_INITS = ("glorot", "paper")
+
+
+class MLP(FlatParameterModel):
+    """Multilayer perceptron with every parameter in one flat shared vector.
+
+    Parameters
+    ----------
+    X : TensorVariable of shape (B, input_size), floatX
+        Symbolic input batch (``pytensor.tensor.matrix``).
+    y_hat : TensorVariable
+        Symbolic target: shape (B,) integer class indices for classification
+        (``pytensor.tensor.ivector``), shape (B, output_size) floatX for regression.
+    input_size : int
+        Number of input features (>= 1).
+    output_size : int
+        Number of classes, or of regression outputs (>= 1).
+    hyper_par : dict, optional
+        ``{'hs': [h1, h2, ...]}``, the hidden widths (positive ints; an empty list
+        gives a linear model).  Default ``{'hs': [32]}``.  Not mutated.
+    mode : {"classification", "regression"}
+        Classification adds a softmax (``y_sym``) and an argmax (``pred_sym``);
+        regression uses the raw output for both.
+    seed : int or None
+        Seed of the initialisation (the original package ignored it).
+    init : {"glorot", "paper"}
+        ``"glorot"``: W ~ U(±sqrt(6 / (fan_in + fan_out))); ``"paper"``: the
+        original package's W ~ N(0, 1), unscaled.  Biases start at 0 either way.
+
+    Attributes
+    ----------
+    theta, n_params, N_par, out_sym, y_sym, pred_sym, slots
+        See :class:`sgn.models._base.FlatParameterModel`.
+    units : list of int
+        ``[input_size, *hs, output_size]``.
+
+    Notes
+    -----
+    θ layout, per layer ``i``: ``W_i`` of shape (units[i], units[i+1]) in C order,
+    used as ``h @ W_i``, then ``b_i`` of shape (units[i+1],), exactly as in the
+    original package, so ``n_params = sum units[i+1] * (units[i] + 1)``.
+    Hidden layers use the sigmoid; the last layer is linear (``out_sym``).
+
+    Examples
+    --------
+    >>> import pytensor.tensor as pt
+    >>> from sgn.models import mlp
+    >>> net = mlp(pt.matrix("X"), pt.ivector("y"), 784, 10, {"hs": [20, 20, 20]}, seed=0)
+    >>> net.N_par
+    16750
+    """
+
+    def __init__(self, X: Any, y_hat: Any, input_size: int, output_size: int,
+                 hyper_par: Mapping[str, Any] | None = None, mode: str = "classification",
+                 seed: int | None = None, init: str = "glorot") -> None:
+        owner = "mlp"
+        check_value("mode", mode, Options(("classification", "regression")), owner)
+        check_value("input_size", input_size, Interval("int", 1, None), owner)
+        check_value("output_size", output_size, Interval("int", 1, None), owner)
+        check_value("init", init, Options(_INITS), owner)
+        check_symbolic_input(X, "X", owner, 2, "float")
+        if mode == "classification":
+            check_symbolic_input(y_hat, "y_hat", owner, 1, "int")
+        else:
+            check_symbolic_input(y_hat, "y_hat", owner, 2, "float")
+        hs = self._check_hidden(hyper_par, owner)
+        rng = check_seed(seed, owner)
+
+        self.X, self.y_hat, self.mode = X, y_hat, mode
+        self.input_shape = (int(input_size),)
+        self.output_size = int(output_size)
+        self.hyper_par = {"hs": list(hs)}
+        self.units = [int(input_size), *hs, int(output_size)]
+        self.init = init
+
+        arrays = []
+        for i, (fan_in, fan_out) in enumerate(zip(self.units[:-1], self.units[1:])):
+            if init == "paper":
+                W = rng.standard_normal((fan_in, fan_out))
+            else:
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                W = rng.uniform(-bound, bound, size=(fan_in, fan_out))
+            arrays += [(f"W{i}", W), (f"b{i}", np.zeros(fan_out))]
+        self._allocate(arrays)
+
+        h = X
+        n_layers = len(self.units) - 1
+        for i in range(n_layers):
+            h = pt.dot(h, self.param(f"W{i}")) + self.param(f"b{i}")
+            if i < n_layers - 1:
+                h = pt.sigmoid(h)
+        self._finish(h)
+
+    @staticmethod
+    def _check_hidden(hyper_par: Mapping[str, Any] | None, owner: str) -> list[int]:
+        if hyper_par is None:
+            return [32]
+        if not isinstance(hyper_par, Mapping):
+            raise InvalidParameterError(
+                f"The 'hyper_par' parameter of {owner} must be a dict like {{'hs': [20, 20]}}. "
+                f"Got {hyper_par!r} instead.")
+        unknown = set(hyper_par) - {"hs"}
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown key(s) {sorted(map(str, unknown))} in the 'hyper_par' parameter of {owner}; "
+                "the only key is 'hs' (the list of hidden widths).")
+        hs = hyper_par.get("hs", [32])
+        if isinstance(hs, (str, bytes)) or not hasattr(hs, "__iter__"):
+            raise InvalidParameterError(
+                f"The 'hs' entry of hyper_par of {owner} must be a list of positive ints. Got {hs!r} instead.")
+        hs = list(hs)
+        for width in hs:
+            check_value("hs", width, Interval("int", 1, None), owner)
+        return [int(w) for w in hs]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "units": self.units}
+
+
+mlp = MLP

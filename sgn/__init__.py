@@ -1,0 +1,20 @@
+"""sgn: the stochastic generalized Gauss–Newton method for training neural networks, on PyTensor.
+
+Public API
+----------
+SGN, SGD
+    Optimizers with the original package's ``step(x, y) -> (loss, grad, pred)``.
+losses
+    ``softmax_cross_entropy``, ``mean_squared_error``.
+models
+    ``mlp`` (``from sgn.models import mlp``).
+"""
+
+from . import losses
+from ._validation import InvalidParameterError, UnknownParameterError
+from .optimizers import SGD, SGN, NonFiniteStepError
+
+__version__ = "0.1.0"
+
+__all__ = ["SGN", "SGD", "NonFiniteStepError", "InvalidParameterError", "UnknownParameterError",
+           "losses", "__version__"]

@@ -1,0 +1,94 @@
+"""Checks of NumPy mini-batches against a model's symbolic inputs, before anything changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_batch", "check_vector"]
+
+
+def _as_real_array(value: Any, name: str, owner: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{owner}: {name} must be an array of real numbers; got dtype {arr.dtype}.")
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str, owner: str) -> None:
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        raise ValueError(
+            f"{owner}: {name} contains {len(bad)} NaN or infinite value(s), first at index "
+            f"{tuple(int(i) for i in bad[0])}; clean or impute the data before training.")
+
+
+def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a mini-batch and cast it to the dtypes of the symbolic inputs.
+
+    Parameters
+    ----------
+    net : model
+        Provides ``mode`` and, when present, ``input_shape`` and ``output_size``.
+    X, y_hat : TensorVariable
+        The symbolic input and target the optimizer was built on.
+    x : array_like of shape (B, *input_shape), real
+        Inputs; any real dtype is accepted and cast to ``X.dtype``.
+    y : array_like
+        Classification: shape (B,), integer class indices in ``[0, output_size)``.
+        Regression: shape (B, output_size), real.
+    owner : str
+        Name used in error messages.
+
+    Returns
+    -------
+    (x, y) : tuple of ndarray
+        Cast to ``X.dtype`` and ``y_hat.dtype``.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric data, or non-integer labels.
+    ValueError
+        Wrong shapes, mismatched batch sizes, NaN/inf, labels out of range.
+    """
+    x = _as_real_array(x, "x", owner)
+    y = _as_real_array(y, "y", owner)
+    input_shape = getattr(net, "input_shape", None)
+    if x.ndim != X.ndim:
+        expected = f"(n_samples, {', '.join(map(str, input_shape))})" if input_shape else f"{X.ndim} dims"
+        raise ValueError(f"{owner}: x must have shape {expected} for this model; got {x.shape}.")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"{owner}: x must have shape (n_samples, {', '.join(map(str, input_shape))}) for this "
+            f"model; got {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: the batch is empty (x has shape {x.shape}).")
+    if y.ndim != y_hat.ndim:
+        raise ValueError(f"{owner}: y must have {y_hat.ndim} dimension(s) for this model; got shape "
+                         f"{y.shape}." + (" Use y.reshape(-1, 1) for a single regression output."
+                                          if y_hat.ndim == 2 and y.ndim == 1 else ""))
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{owner}: x and y have different batch sizes ({x.shape[0]} and {y.shape[0]}).")
+    _check_finite(x, "x", owner)
+    _check_finite(y, "y", owner)
+    output_size = getattr(net, "output_size", None)
+    if str(y_hat.dtype).startswith(("int", "uint")):
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{owner}: class labels y must be integers; got dtype {y.dtype}.")
+        if output_size is not None and y.size and (y.min() < 0 or y.max() >= output_size):
+            raise ValueError(f"{owner}: class labels must lie in [0, {output_size - 1}]; got values in "
+                             f"[{int(y.min())}, {int(y.max())}].")
+    elif output_size is not None and y.ndim == 2 and y.shape[1] != output_size:
+        raise ValueError(f"{owner}: y must have shape (n_samples, {output_size}); got {y.shape}.")
+    return x.astype(X.dtype, copy=False), y.astype(y_hat.dtype, copy=False)
+
+
+def check_vector(v: Any, n: int, dtype: str, name: str, owner: str) -> np.ndarray:
+    """Validate a parameter-space vector of length ``n`` and cast it to ``dtype``."""
+    v = _as_real_array(v, name, owner)
+    if v.shape != (n,):
+        raise ValueError(f"{owner}: {name} must have shape ({n},) (one entry per parameter); got {v.shape}.")
+    _check_finite(v, name, owner)
+    return v.astype(dtype, copy=False)

@@ -1,0 +1,590 @@
+"""The SGN optimizer (paper, Algorithm 1) and the SGD baseline, on one flat parameter vector.
+
+Both keep the original package's API::
+
+    opt = SGN(X, y_hat, net, obj_fun, hyper_par={...})
+    loss, grad, pred = opt.step(x_batch, y_batch)
+
+Every PyTensor function is compiled once, in ``__init__``; a step passes the
+mini-batch once to one compiled function that returns the loss, the gradient
+and the CG direction together (the forward pass is shared by all CG
+iterations), then evaluates trial losses with a second, small function when
+the line search or the trust region needs them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.gradient import grad as pt_grad
+
+from ._batch import check_batch, check_vector
+from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
+from .cg import conjugate_gradient
+from .damping import reduction_ratio, trust_region_update
+from .gauss_newton import gauss_newton_product, output_loss_gradient
+from .line_search import backtracking_armijo
+from .schedules import scheduled_value
+
+__all__ = ["SGN", "SGD", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS"]
+
+
+class NonFiniteStepError(FloatingPointError):
+    """Raised after too many consecutive steps were rejected for NaN or infinity."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Hyperparameter tables (original UPPERCASE keys).
+
+SGN_DEFAULTS: dict[str, Any] = {
+    "MAX_CG_ITERS": 10,       # CG iterations per step once step >= K_CG
+    "MIN_CG_ITERS": None,     # CG iterations for steps 1..K_CG-1 (None: MAX_CG_ITERS)
+    "K_CG": 10,               # first step that uses MAX_CG_ITERS
+    "CG_TOL": 1e-6,           # stop CG when max|r| <= CG_TOL (absolute, as the original)
+    "CG_PREC": False,         # diagonal preconditioner M = (m_hat**2 + rho) ** -ALPHA_EXP
+    "ALPHA_EXP": 1.0,         # exponent of that preconditioner
+    "DAMP_RHO": 1e-3,         # Levenberg-Marquardt damping (initial value under TR)
+    "DAMP_RHO_MIN": 0.0,      # floor of rho for TR and for the decay schedules
+    "RHO_DECAY": "const",     # rho schedule when TR is False: const | linear | cos
+    "K": 10,                  # last step of the rho schedule
+    "TR": False,              # trust-region adaptation of rho
+    "LS": True,               # backtracking Armijo line search
+    "RHO_LS": 0.5,            # backtracking factor
+    "C_LS": 1e-4,             # Armijo constant
+    "MAX_LS_ITERS": 10,       # maximum number of backtracking reductions
+    "ALPHA": 1.0,             # first (or fixed) step length
+    "BETA": 0.0,              # EMA coefficient of the gradient that forms the CG right-hand side
+    "PRINT_LEVEL": 1,         # 0 silent, >= 2 one line per step
+    "MAX_REJECTED_STEPS": 10,  # consecutive non-finite steps tolerated before NonFiniteStepError
+}
+
+_POS_INT = Interval("int", 1, None)
+_NONNEG_REAL = Interval("real", 0, None)
+
+SGN_CONSTRAINTS: dict[str, Any] = {
+    "MAX_CG_ITERS": _POS_INT, "MIN_CG_ITERS": _POS_INT, "K_CG": _POS_INT,
+    "CG_TOL": _NONNEG_REAL, "CG_PREC": Boolean(), "ALPHA_EXP": Interval("real", 0, 1),
+    "DAMP_RHO": _NONNEG_REAL, "DAMP_RHO_MIN": _NONNEG_REAL,
+    "RHO_DECAY": Options(("const", "linear", "cos")), "K": _POS_INT,
+    "TR": Boolean(), "LS": Boolean(), "RHO_LS": Interval("real", 0, 1, "neither"),
+    "C_LS": Interval("real", 0, 1, "neither"), "MAX_LS_ITERS": _POS_INT,
+    "ALPHA": Interval("real", 0, None, "neither"), "BETA": Interval("real", 0, 1, "left"),
+    "PRINT_LEVEL": Interval("int", 0, None), "MAX_REJECTED_STEPS": _POS_INT,
+}
+
+SGD_DEFAULTS: dict[str, Any] = {
+    "SCHEDULER": "const",     # const | linear | cos | step
+    "MOMENTUM": 0.0,          # heavy-ball momentum (PyTorch convention, no dampening)
+    "LR0": 1.0,               # initial learning rate
+    "LR_K": 1e-4,             # final learning rate, also a floor
+    "K": 10,                  # last step of the linear/cos schedules
+    "STEP": 2,                # 'step' scheduler: steps between reductions
+    "REDUCTION": 0.2,         # 'step' scheduler: factor per reduction
+    "PRINT_LEVEL": 1,
+    "MAX_REJECTED_STEPS": 10,
+}
+
+SGD_CONSTRAINTS: dict[str, Any] = {
+    "SCHEDULER": Options(("const", "linear", "cos", "step")),
+    "MOMENTUM": Interval("real", 0, 1, "left"), "LR0": Interval("real", 0, None, "neither"),
+    "LR_K": _NONNEG_REAL, "K": _POS_INT, "STEP": _POS_INT,
+    "REDUCTION": Interval("real", 0, 1, "neither"), "PRINT_LEVEL": Interval("int", 0, None),
+    "MAX_REJECTED_STEPS": _POS_INT,
+}
+
+# When a step is rejected, rho is multiplied by this factor for the retry (starting
+# from at least _REJECT_RHO_FLOOR, so that rho = 0 is raised too).
+_REJECT_RHO_FACTOR = 10.0
+_REJECT_RHO_FLOOR = 1e-4
+
+
+def _finite(*values: Any) -> bool:
+    return all(np.all(np.isfinite(v)) for v in values)
+
+
+class _Optimizer:
+    """Shared construction, input checks, evaluation and bookkeeping of SGN and SGD."""
+
+    _name = "optimizer"
+
+    def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any, mode: Any) -> None:
+        for attr in ("theta", "out_sym"):
+            if not hasattr(net, attr):
+                raise InvalidParameterError(
+                    f"The 'net' parameter of {self._name} must be a model with a flat shared "
+                    f"'theta' and an 'out_sym' output (e.g. sgn.models.mlp); it has no {attr!r}.")
+        if not hasattr(obj_fun, "ndim") or obj_fun.ndim != 0:
+            raise InvalidParameterError(
+                f"The 'obj_fun' parameter of {self._name} must be a symbolic scalar loss "
+                f"(e.g. sgn.losses.softmax_cross_entropy(net.out_sym, y_hat)). Got {obj_fun!r} instead.")
+        theta = net.theta
+        if theta.ndim != 1:
+            raise InvalidParameterError(
+                f"net.theta must be a flat (1-d) shared vector; got {theta.ndim} dimensions.")
+        self.X, self.y_hat, self.net, self.obj_fun = X, y_hat, net, obj_fun
+        self.theta = theta
+        self.N_par = self.n_params = int(theta.get_value(borrow=True).shape[0])
+        self.dtype = str(theta.dtype)
+        if str(obj_fun.dtype) != self.dtype:
+            # Keep one float type end to end: a float64 loss on a float32 model would
+            # upcast the whole step.
+            obj_fun = pt.cast(obj_fun, self.dtype)
+            self.obj_fun = obj_fun
+        self.mode = mode
+        self.pred_sym = getattr(net, "pred_sym", net.out_sym)
+        self.grad_sym = pt_grad(obj_fun, theta)
+        self._cost_fn = None
+        self._gnvp_fn = None
+        self._t = 0
+        self._n_rejected = 0
+        self.compile_seconds = 0.0
+
+    # -- compiled helpers -------------------------------------------------------------------------
+    def _function(self, inputs: list, outputs: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        fn = pytensor.function(inputs, outputs, mode=self.mode, on_unused_input="ignore", **kwargs)
+        self.compile_seconds += time.perf_counter() - start
+        return fn
+
+    def _check(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        return check_batch(self.net, self.X, self.y_hat, x, y, self._name)
+
+    def cost(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
+        """Loss and prediction on a batch at the current θ, without changing anything.
+
+        Parameters
+        ----------
+        x, y : ndarray
+            A batch, as for :meth:`step`.
+
+        Returns
+        -------
+        loss : float
+        pred : ndarray
+            ``net.pred_sym`` on the batch.
+        """
+        x, y = self._check(x, y)
+        if self._cost_fn is None:
+            self._cost_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.pred_sym])
+        loss, pred = self._cost_fn(x, y)
+        return float(loss), pred
+
+    def gn_vector_product(self, x: Any, y: Any, v: Any) -> np.ndarray:
+        """Undamped mini-batch Gauss–Newton product ``G v = Jᵀ H J v`` (paper, eq. 13).
+
+        Parameters
+        ----------
+        x, y : ndarray
+            A batch, as for :meth:`step`.
+        v : ndarray of shape (n_params,)
+
+        Returns
+        -------
+        ndarray of shape (n_params,), dtype of θ
+        """
+        x, y = self._check(x, y)
+        v = check_vector(v, self.n_params, self.dtype, "v", self._name)
+        if self._gnvp_fn is None:
+            v_sym = pt.vector("v", dtype=self.dtype)
+            gv = gauss_newton_product(self.net.out_sym, self.theta, self.obj_fun, v_sym)
+            self._gnvp_fn = self._function([self.X, self.y_hat, v_sym], gv)
+        return np.asarray(self._gnvp_fn(x, y, v))
+
+    @property
+    def tot_iter(self) -> int:
+        """Number of accepted steps so far (the original package's name)."""
+        return self._t
+
+    def _reject(self, what: str) -> None:
+        self._n_rejected += 1
+        limit = self.hyper_par["MAX_REJECTED_STEPS"]
+        if self._n_rejected >= limit:
+            raise NonFiniteStepError(
+                f"{self._name}: {self._n_rejected} consecutive steps were rejected because {what} was "
+                f"not finite; θ still holds the last good values. Try a smaller step "
+                f"({self._advice}), rescale the inputs and targets, or use floatX='float64'.")
+
+
+class SGN(_Optimizer):
+    """Stochastic generalized Gauss–Newton optimizer (Gargiani et al. 2020, Algorithm 1).
+
+    Each :meth:`step` on a mini-batch ``(x, y)``:
+
+    1. computes the loss and gradient ``g`` (reverse mode) and, with ``BETA > 0``,
+       the bias-corrected running average ``m̂`` of ``g`` (``m̂ = g`` otherwise);
+    2. solves ``(G + ρI) Δ = -m̂`` approximately with (preconditioned) CG, where
+       ``G = Jᵀ H J`` is the mini-batch generalized Gauss–Newton matrix (eq. 13–15)
+       applied by forward and reverse products;
+    3. picks a step length α: backtracking Armijo line search (``LS``) on the same
+       mini-batch, or ``ALPHA``;
+    4. updates θ ← θ + αΔ and, with ``TR``, adapts ρ from the ratio of actual to
+       predicted loss change; otherwise ρ follows ``RHO_DECAY``.
+
+    Parameters
+    ----------
+    X : TensorVariable
+        Symbolic input (e.g. ``pt.matrix()`` for an MLP).
+    y_hat : TensorVariable
+        Symbolic target: ``pt.ivector()`` of class indices, or a floatX matrix.
+    net : model
+        Exposes a flat shared ``theta`` of shape (n_params,), ``out_sym`` (the
+        output before the output nonlinearity), and optionally ``pred_sym``,
+        ``input_shape``, ``output_size`` (see :mod:`sgn.models`).
+    obj_fun : scalar TensorVariable
+        The mini-batch loss, a function of ``net.out_sym`` and ``y_hat``
+        (convex in ``out_sym`` for ``G`` to be positive semidefinite).
+    hyper_par : dict, optional
+        UPPERCASE keys of :data:`SGN_DEFAULTS`; unknown keys are an error.
+        The dict is not mutated.
+    mode : str or pytensor Mode, optional
+        PyTensor compilation mode (backend); ``None`` uses PyTensor's default.
+
+    Attributes
+    ----------
+    theta : shared variable
+        ``net.theta``.
+    rho : float
+        Damping ρ for the next step (under ``TR``; the scheduled value otherwise).
+    history : dict of lists
+        Per accepted step: ``loss``, ``rho``, ``alpha``, ``cg_iters``,
+        ``max_cg_iters``, ``cg_residual``, ``ls_evals``, ``ratio``; and
+        ``rejected``, the number of rejected attempts before it.
+    damp_rho, alpha, max_cg_iters : list
+        Original package's names for ``history['rho']``, ``['alpha']``, ``['max_cg_iters']``.
+
+    Raises
+    ------
+    InvalidParameterError
+        (a ``ValueError`` and ``TypeError``) for a bad argument or hyperparameter
+        value; its subclass ``UnknownParameterError`` (also a ``KeyError``) for an
+        unknown key.
+
+    Notes
+    -----
+    Deviations from the original Theano package, each deliberate:
+
+    * ``MIN_CG_ITERS`` and ``K_CG`` may be left out (defaults: ``MAX_CG_ITERS``, 10).
+    * The Armijo target ``f + c α gᵀΔ`` is recomputed for each trial α and uses
+      the true gradient ``g`` (the original kept α = ALPHA's target and used m̂).
+    * The trust-region ratio compares the actual change at the accepted step αΔ
+      with the model's ``q(αΔ) = α gᵀΔ + ½ α² Δᵀ(G + ρI)Δ``, with ``g`` the true
+      gradient.
+    * The returned ``pred`` is always from before the update.
+    * A step whose loss, gradient, CG direction or new θ is not finite is
+      rejected: θ and the gradient average are left unchanged, ρ is raised
+      tenfold for the retry, and after ``MAX_REJECTED_STEPS`` consecutive
+      rejections :class:`NonFiniteStepError` is raised.
+    * The CG preconditioner uses the ρ of the current step (the original used
+      ``DAMP_RHO`` even under a schedule).
+    * ``TR=True`` together with a ``RHO_DECAY`` other than ``'const'`` is an error
+      instead of a silently ignored setting.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> from sgn import SGN, losses
+    >>> from sgn.models import mlp
+    >>> X, y = pt.matrix("X"), pt.ivector("y")
+    >>> net = mlp(X, y, 4, 3, {"hs": [8]}, seed=0)
+    >>> opt = SGN(X, y, net, losses.softmax_cross_entropy(net.out_sym, y),
+    ...           {"MAX_CG_ITERS": 3, "PRINT_LEVEL": 0})
+    >>> rng = np.random.default_rng(0)
+    >>> xb, yb = rng.normal(size=(32, 4)), rng.integers(0, 3, 32)
+    >>> loss, grad, pred = opt.step(xb, yb)
+    >>> grad.shape
+    (59,)
+    """
+
+    _name = "SGN"
+    _advice = "a larger DAMP_RHO or a smaller ALPHA"
+
+    def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
+                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
+        defaults = dict(SGN_DEFAULTS)
+        given = dict(hyper_par) if isinstance(hyper_par, Mapping) else hyper_par
+        if isinstance(given, dict) and given.get("MIN_CG_ITERS", None) is None:
+            given.pop("MIN_CG_ITERS", None)
+            defaults["MIN_CG_ITERS"] = given.get("MAX_CG_ITERS", defaults["MAX_CG_ITERS"])
+        elif given is None:
+            defaults["MIN_CG_ITERS"] = defaults["MAX_CG_ITERS"]
+        hp = validate_options(given, SGN_CONSTRAINTS, defaults, "SGN")
+        if hp["TR"] and hp["RHO_DECAY"] != "const":
+            raise InvalidParameterError(
+                f"The 'TR' and 'RHO_DECAY' hyperparameters of SGN exclude each other: TR=True adapts "
+                f"rho itself, so RHO_DECAY must be 'const'. Got RHO_DECAY={hp['RHO_DECAY']!r}.")
+        if hp["DAMP_RHO_MIN"] > hp["DAMP_RHO"]:
+            raise InvalidParameterError(
+                f"The 'DAMP_RHO_MIN' hyperparameter of SGN must not exceed 'DAMP_RHO'. Got "
+                f"DAMP_RHO_MIN={hp['DAMP_RHO_MIN']!r} > DAMP_RHO={hp['DAMP_RHO']!r}.")
+        self.hyper_par = hp
+        super().__init__(X, y_hat, net, obj_fun, mode)
+        self.rho = float(hp["DAMP_RHO"])
+        self._rho_boost = 1.0
+        self._m = np.zeros(self.n_params, dtype=self.dtype)
+        self.history: dict[str, list] = {k: [] for k in (
+            "loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ratio",
+            "rejected")}
+        self._build()
+
+    # -- graph ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        dt = self.dtype
+        out, theta, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.grad_sym
+        rho = pt.scalar("rho", dtype=dt)
+        n_cg = pt.iscalar("n_cg")
+        m_prev = pt.vector("m_prev", dtype=dt)
+        beta = pt.scalar("beta", dtype=dt)
+        bias = pt.scalar("bias_correction", dtype=dt)
+        use_avg = self.hyper_par["BETA"] > 0
+        if use_avg:
+            m_new = beta * m_prev + (1 - beta) * g
+            rhs = m_new / bias
+        else:
+            m_new, rhs = g, g
+        precond = None
+        if self.hyper_par["CG_PREC"]:
+            exponent = pt.constant(self.hyper_par["ALPHA_EXP"], dtype=dt)
+            tiny = pt.constant(np.finfo(dt).tiny, dtype=dt)
+            precond = pt.maximum(pt.sqr(rhs) + rho, tiny) ** (-exponent)
+        loss_grad_out = output_loss_gradient(loss, out)
+
+        def damped_product(p):
+            return gauss_newton_product(out, theta, loss, p, loss_grad_out) + rho * p
+
+        cg = conjugate_gradient(damped_product, rhs, n_cg, pt.constant(self.hyper_par["CG_TOL"], dtype=dt),
+                                precond)
+        delta = cg.x
+        g_dot_delta = pt.dot(g, delta)
+        # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.
+        delta_a_delta = pt.dot(delta, cg.residual - rhs)
+        self._step_fn = self._function(
+            [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias],
+            [loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter, cg.residual_norm])
+        theta_trial = pt.vector("theta_trial", dtype=dt)
+        self._loss_at_fn = self._function([theta_trial, self.X, self.y_hat], loss,
+                                          givens={theta: theta_trial})
+
+    # -- the step ---------------------------------------------------------------------------------
+    def _scheduled_rho(self, t: int) -> float:
+        hp = self.hyper_par
+        if hp["TR"]:
+            return self.rho
+        return scheduled_value(hp["RHO_DECAY"], t, hp["DAMP_RHO"], hp["DAMP_RHO_MIN"], hp["K"])
+
+    def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
+        """Take one SGN step on the mini-batch ``(x, y)``.
+
+        Parameters
+        ----------
+        x : array_like of shape (B, *input_shape), real
+            Inputs; cast to the dtype of ``X``.
+        y : array_like
+            Class indices of shape (B,) or regression targets of shape (B, d_out).
+
+        Returns
+        -------
+        loss : float
+            Mini-batch loss before the update.
+        grad : ndarray of shape (n_params,)
+            Mini-batch gradient before the update.
+        pred : ndarray
+            ``net.pred_sym`` on the batch before the update.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For a malformed batch (nothing changes).
+        NonFiniteStepError
+            After ``MAX_REJECTED_STEPS`` consecutive non-finite steps.
+        """
+        x, y = self._check(x, y)
+        hp, dt = self.hyper_par, self.dtype
+        t = self._t + 1
+        n_cg = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
+        base_rho = self._scheduled_rho(t)
+        rho = base_rho if self._rho_boost == 1.0 else max(base_rho, _REJECT_RHO_FLOOR) * self._rho_boost
+        beta = hp["BETA"]
+        bias = 1.0 - beta ** t if beta > 0 else 1.0
+        (loss, grad, pred, m_new, delta, g_dot_delta, delta_a_delta, cg_iters,
+         cg_residual) = self._step_fn(x, y, np.asarray(rho, dt), np.int32(n_cg), self._m,
+                                      np.asarray(beta, dt), np.asarray(bias, dt))
+        loss, g_dot_delta, delta_a_delta = float(loss), float(g_dot_delta), float(delta_a_delta)
+        if not _finite(loss, grad, delta, g_dot_delta, delta_a_delta):
+            return self._reject_step("the loss, gradient or CG direction", loss, grad, pred)
+
+        theta0 = self.theta.get_value()
+        ratio = math.nan
+        if hp["LS"]:
+            result = backtracking_armijo(
+                lambda a: float(self._loss_at_fn((theta0 + a * delta).astype(dt), x, y)),
+                loss, g_dot_delta, hp["ALPHA"], hp["C_LS"], hp["RHO_LS"], hp["MAX_LS_ITERS"])
+            alpha, new_loss, ls_evals = result.alpha, result.value, result.n_evals
+        else:
+            alpha, ls_evals = hp["ALPHA"], 0
+            new_loss = float(self._loss_at_fn((theta0 + alpha * delta).astype(dt), x, y)) \
+                if hp["TR"] else None
+        theta_new = (theta0 + alpha * delta).astype(dt)
+        if not _finite(theta_new) or (new_loss is not None and not math.isfinite(new_loss)):
+            return self._reject_step("the updated θ or its loss", loss, grad, pred)
+
+        if hp["TR"]:
+            predicted = alpha * g_dot_delta + 0.5 * alpha * alpha * delta_a_delta
+            ratio = reduction_ratio(new_loss - loss, predicted)
+            self.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"])
+        else:
+            self.rho = base_rho
+        self.theta.set_value(theta_new, borrow=True)
+        self._m = np.asarray(m_new, dtype=dt) if beta > 0 else self._m
+        self._t = t
+        self._rho_boost = 1.0
+        h = self.history
+        for key, value in (("loss", loss), ("rho", rho), ("alpha", alpha), ("cg_iters", int(cg_iters)),
+                           ("max_cg_iters", n_cg), ("cg_residual", float(cg_residual)),
+                           ("ls_evals", ls_evals), ("ratio", ratio), ("rejected", self._n_rejected)):
+            h[key].append(value)
+        self._n_rejected = 0
+        if hp["PRINT_LEVEL"] >= 2:
+            print(f"SGN step {t}: loss {loss:.6g} |g| {np.linalg.norm(grad):.3g} rho {rho:.3g} "
+                  f"CG {int(cg_iters)}/{n_cg} res {float(cg_residual):.3g} alpha {alpha:.3g}"
+                  + (f" ratio {ratio:.3g}" if hp["TR"] else ""))
+        return loss, grad, pred
+
+    def _reject_step(self, what: str, loss: float, grad: np.ndarray, pred: np.ndarray):
+        self._reject(what)  # raises once the limit is reached
+        self._rho_boost *= _REJECT_RHO_FACTOR
+        if self.hyper_par["TR"]:
+            self.rho = max(self.rho, _REJECT_RHO_FLOOR) * _REJECT_RHO_FACTOR
+            self._rho_boost = 1.0
+        if self.hyper_par["PRINT_LEVEL"] >= 1:
+            print(f"SGN: step rejected ({what} not finite); retrying with a larger rho.")
+        return loss, grad, pred
+
+    # -- original package's names -----------------------------------------------------------------
+    @property
+    def damp_rho(self) -> list:
+        """ρ used at each accepted step."""
+        return self.history["rho"]
+
+    @property
+    def alpha(self) -> list:
+        """Step length α of each accepted step."""
+        return self.history["alpha"]
+
+    @property
+    def max_cg_iters(self) -> list:
+        """CG iteration budget of each accepted step."""
+        return self.history["max_cg_iters"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that changes a later step, as plain Python and NumPy values (copies)."""
+        return {"theta": self.theta.get_value(), "m": self._m.copy(), "step": self._t,
+                "rho": self.rho, "rho_boost": self._rho_boost, "n_rejected": self._n_rejected,
+                "hyper_par": dict(self.hyper_par), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (θ included)."""
+        theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", "SGN")
+        m = check_vector(state["m"], self.n_params, self.dtype, "state['m']", "SGN")
+        self.theta.set_value(theta.copy())
+        self._m = m.copy()
+        self._t, self.rho = int(state["step"]), float(state["rho"])
+        self._rho_boost, self._n_rejected = float(state["rho_boost"]), int(state["n_rejected"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with heavy-ball momentum and learning-rate schedules.
+
+    The baseline of the paper, with the original package's constructor and
+    ``step``.  With learning rate ``lr_t`` from ``SCHEDULER`` and momentum μ::
+
+        v ← μ v + lr_t g;    θ ← θ − v
+
+    (PyTorch's convention, no dampening; ``v`` starts at 0).
+
+    Parameters
+    ----------
+    X, y_hat, net, obj_fun, mode
+        As for :class:`SGN`.
+    hyper_par : dict, optional
+        UPPERCASE keys of :data:`SGD_DEFAULTS`: ``SCHEDULER`` (const | linear |
+        cos | step), ``MOMENTUM``, ``LR0``, ``LR_K`` (final rate and floor), ``K``,
+        ``STEP``, ``REDUCTION``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``.
+
+    Notes
+    -----
+    * The ``step`` scheduler decays geometrically (``LR0 * REDUCTION**n``); the
+      original decayed harmonically and read ``STEP`` from the wrong dict.
+    * ``LR_K > LR0`` is an error only for decaying schedulers.
+    * A step with a non-finite loss or gradient is rejected (θ and momentum
+      unchanged); after ``MAX_REJECTED_STEPS`` in a row :class:`NonFiniteStepError`.
+    """
+
+    _name = "SGD"
+    _advice = "a smaller LR0"
+
+    def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
+                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
+        hp = validate_options(hyper_par, SGD_CONSTRAINTS, SGD_DEFAULTS, "SGD")
+        if hp["SCHEDULER"] != "const" and hp["LR_K"] > hp["LR0"]:
+            raise InvalidParameterError(
+                f"The 'LR_K' hyperparameter of SGD (the final learning rate) must not exceed 'LR0' "
+                f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
+        self.hyper_par = hp
+        super().__init__(X, y_hat, net, obj_fun, mode)
+        self._velocity = np.zeros(self.n_params, dtype=self.dtype)
+        self.history: dict[str, list] = {"loss": [], "lr": [], "rejected": []}
+        self._grad_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.grad_sym, self.pred_sym])
+
+    def learning_rate(self, t: int) -> float:
+        """Learning rate of the 1-based step ``t``."""
+        hp = self.hyper_par
+        extra = {"step": hp["STEP"], "reduction": hp["REDUCTION"]} if hp["SCHEDULER"] == "step" else {}
+        return scheduled_value(hp["SCHEDULER"], t, hp["LR0"], hp["LR_K"], hp["K"], **extra)
+
+    def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
+        """Take one SGD step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
+        x, y = self._check(x, y)
+        t = self._t + 1
+        lr = self.learning_rate(t)
+        loss, grad, pred = self._grad_fn(x, y)
+        loss = float(loss)
+        mu = self.hyper_par["MOMENTUM"]
+        velocity = (mu * self._velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None
+        theta_new = self.theta.get_value() - velocity if velocity is not None else None
+        if theta_new is None or not _finite(theta_new):
+            self._reject("the loss, gradient or update")
+            if self.hyper_par["PRINT_LEVEL"] >= 1:
+                print("SGD: step rejected (non-finite loss, gradient or update); θ unchanged.")
+            return loss, grad, pred
+        self.theta.set_value(theta_new, borrow=True)
+        self._velocity = velocity
+        self._t = t
+        self.history["loss"].append(loss)
+        self.history["lr"].append(lr)
+        self.history["rejected"].append(self._n_rejected)
+        self._n_rejected = 0
+        if self.hyper_par["PRINT_LEVEL"] >= 2:
+            print(f"SGD step {t}: loss {loss:.6g} lr {lr:.3g}")
+        return loss, grad, pred
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that changes a later step (copies)."""
+        return {"theta": self.theta.get_value(), "velocity": self._velocity.copy(), "step": self._t,
+                "n_rejected": self._n_rejected, "hyper_par": dict(self.hyper_par),
+                "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (θ included)."""
+        theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", "SGD")
+        vel = check_vector(state["velocity"], self.n_params, self.dtype, "state['velocity']", "SGD")
+        self.theta.set_value(theta.copy())
+        self._velocity = vel.copy()
+        self._t, self._n_rejected = int(state["step"]), int(state["n_rejected"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
