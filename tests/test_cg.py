@@ -1,0 +1,89 @@
+"""Symbolic CG against numpy.linalg.solve, on dense matrices and on a real Gauss–Newton system."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from sgn import SGN
+from sgn.cg import conjugate_gradient
+
+
+def _spd(n, cond, rng):
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    return (q * np.geomspace(1.0, cond, n)) @ q.T
+
+
+def _cg_function(A, precond=False, dtype="float64"):
+    A_sym = pt.constant(A.astype(dtype))
+    b = pt.vector("b", dtype=dtype)
+    n_iter = pt.iscalar("n_iter")
+    tol = pt.scalar("tol", dtype=dtype)
+    M = pt.vector("M", dtype=dtype) if precond else None
+    res = conjugate_gradient(lambda p: pt.dot(A_sym, p), b, n_iter, tol, M)
+    inputs = [b, n_iter, tol] + ([M] if precond else [])
+    return pytensor.function(inputs, list(res))
+
+
+@pytest.mark.parametrize("precond", [False, True], ids=["plain", "diag-precond"])
+def test_cg_with_n_iterations_solves_the_system(precond):
+    rng = np.random.default_rng(0)
+    n = 12
+    A = _spd(n, 50.0, rng)
+    b = rng.normal(size=n)
+    f = _cg_function(A, precond)
+    args = [b, n, 0.0] + ([1.0 / np.diag(A)] if precond else [])
+    x, r, n_iter, res_norm = f(*args)
+    expected = np.linalg.solve(A, -b)
+    assert np.linalg.norm(x - expected) / np.linalg.norm(expected) < 1e-8
+    assert np.allclose(r, A @ x + b, atol=1e-8)
+    assert n_iter <= n and np.isclose(res_norm, np.abs(r).max())
+
+
+def test_cg_stops_at_tolerance_and_counts_iterations():
+    rng = np.random.default_rng(1)
+    # Three distinct eigenvalues: exact CG converges in three iterations.
+    q, _ = np.linalg.qr(rng.normal(size=(9, 9)))
+    A = (q * np.repeat([1.0, 2.0, 5.0], 3)) @ q.T
+    b = rng.normal(size=9)
+    f = _cg_function(A)
+    x, r, n_iter, res_norm = f(b, 50, 1e-10)
+    assert n_iter == 3
+    assert res_norm <= 1e-10
+    x1, _, n1, _ = f(b, 1, 0.0)
+    # One iteration is steepest descent with exact line search along -b.
+    step = (b @ b) / (b @ A @ b)
+    assert n1 == 1 and np.allclose(x1, -step * b)
+
+
+def test_cg_zero_rhs_returns_zero():
+    A = np.eye(4) * 2.0
+    x, r, n_iter, _ = _cg_function(A)(np.zeros(4), 5, 0.0)
+    assert np.all(x == 0) and np.all(np.isfinite(x)) and n_iter == 0
+
+
+def test_float32_cg_on_condition_number_1e6_stays_finite():
+    rng = np.random.default_rng(2)
+    n = 40
+    A = _spd(n, 1e6, rng)
+    b = rng.normal(size=n).astype("float32")
+    f = _cg_function(A, dtype="float32")
+    x, r, n_iter, _ = f(b, 200, 0.0)
+    assert x.dtype == np.float32 and np.all(np.isfinite(x)) and np.all(np.isfinite(r))
+    # Progress, not divergence: the residual shrank.
+    assert np.linalg.norm(A @ x + b) < np.linalg.norm(b)
+
+
+def test_sgn_direction_with_n_par_iterations_matches_numpy_solve(tiny_problem):
+    p = tiny_problem("classification", seed=4, hs=(3,), n_in=2, n_out=2, batch=20)
+    rho = 1e-2
+    opt = SGN(p.X, p.y, p.net, p.loss, {
+        "MAX_CG_ITERS": p.net.n_params, "CG_TOL": 0.0, "DAMP_RHO": rho, "LS": False, "TR": False,
+        "ALPHA": 1.0, "PRINT_LEVEL": 0})
+    G = p.dense_gauss_newton()
+    g = p.gradient()
+    expected = np.linalg.solve(G + rho * np.eye(G.shape[0]), -g)
+    theta0 = p.net.theta.get_value()
+    opt.step(p.xb, p.yb)
+    delta = p.net.theta.get_value() - theta0
+    assert np.linalg.norm(delta - expected) / np.linalg.norm(expected) < 1e-6
