@@ -12,9 +12,10 @@ models
 
 from . import losses
 from ._validation import InvalidParameterError, UnknownParameterError
+from .checkpoint import CheckpointError
 from .optimizers import SGD, SGN, NonFiniteStepError
 
 __version__ = "0.1.0"
 
-__all__ = ["SGN", "SGD", "NonFiniteStepError", "InvalidParameterError", "UnknownParameterError",
+__all__ = ["SGN", "SGD", "NonFiniteStepError", "CheckpointError", "InvalidParameterError", "UnknownParameterError",
            "losses", "__version__"]

@@ -27,6 +27,7 @@ from pytensor.gradient import grad as pt_grad
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
 from .cg import conjugate_gradient
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 from .line_search import backtracking_armijo
@@ -102,6 +103,17 @@ SGD_CONSTRAINTS: dict[str, Any] = {
 # from at least _REJECT_RHO_FLOOR, so that rho = 0 is raised too).
 _REJECT_RHO_FACTOR = 10.0
 _REJECT_RHO_FLOOR = 1e-4
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain-Python copy of ``value`` (NumPy scalars to Python numbers) for JSON metadata."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _finite(*values: Any) -> bool:
@@ -200,6 +212,64 @@ class _Optimizer:
     def tot_iter(self) -> int:
         """Number of accepted steps so far (the original package's name)."""
         return self._t
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    # Keys that may differ between the saving and the loading optimizer.
+    _FREE_ON_LOAD = ("PRINT_LEVEL", "MAX_REJECTED_STEPS")
+
+    def _model_description(self) -> dict[str, Any]:
+        describe = getattr(self.net, "describe", None)
+        return describe() if callable(describe) else {"n_params": self.n_params}
+
+    def save(self, path: str) -> None:
+        """Write θ and the whole optimizer state to ``path`` (``.npz`` + JSON metadata, atomic).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file.  It is replaced only once the new file is complete,
+            so a crash during ``save`` leaves the previous checkpoint intact.
+        """
+        state = self.state_dict()
+        arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+        meta = {k: _jsonable(v) for k, v in state.items() if not isinstance(v, np.ndarray)}
+        meta.update(optimizer=self._name, n_params=self.n_params, dtype=self.dtype,
+                    model=_jsonable(self._model_description()))
+        save_checkpoint(path, arrays, meta)
+
+    def load(self, path: str) -> None:
+        """Restore θ and the optimizer state saved by :meth:`save`.
+
+        Steps taken after ``load`` are bit-identical to those the saving run
+        would have taken next.
+
+        Raises
+        ------
+        sgn.checkpoint.CheckpointError
+            (a ``ValueError``) if the file is missing, corrupt or truncated, of
+            another format version, or was saved by another optimizer class,
+            model, parameter count, dtype or hyperparameters.
+        """
+        arrays, meta = load_checkpoint(path)
+
+        def mismatch(what: str, saved: Any, here: Any) -> CheckpointError:
+            return CheckpointError(f"checkpoint {str(path)!r} does not match this optimizer: {what} is "
+                                   f"{saved!r} in the file but {here!r} here")
+        for key, here in (("optimizer", self._name), ("n_params", self.n_params), ("dtype", self.dtype),
+                          ("model", _jsonable(self._model_description()))):
+            if meta.get(key) != here:
+                raise mismatch(key, meta.get(key), here)
+        saved_hp = meta.get("hyper_par", {})
+        here_hp = _jsonable(self.hyper_par)
+        differing = sorted(k for k in set(saved_hp) | set(here_hp)
+                           if k not in self._FREE_ON_LOAD and saved_hp.get(k) != here_hp.get(k))
+        if differing:
+            raise mismatch(f"hyper_par {differing}", {k: saved_hp.get(k) for k in differing},
+                           {k: here_hp.get(k) for k in differing})
+        missing = [k for k in self.state_dict() if k not in arrays and k not in meta]
+        if missing:
+            raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
+        self.load_state_dict({**meta, **arrays, "hyper_par": self.hyper_par})
 
     def _reject(self, what: str) -> None:
         self._n_rejected += 1
