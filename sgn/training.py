@@ -103,8 +103,10 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs * steps_per_epoch, desc=label or type(opt).__name__, unit="step",
-                   leave=False)
+        # With a time budget the bar counts training seconds, otherwise steps.
+        total = float(time_budget) if time_budget is not None else epochs * steps_per_epoch
+        bar = tqdm(total=total, desc=label or type(opt).__name__, unit="s" if time_budget else "step",
+                   leave=False, mininterval=0.5)
     out_of_time = False
     for epoch in range(1, epochs + 1):
         perm = rng.permutation(n)
@@ -115,8 +117,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
             seconds += time.perf_counter() - t0
             iteration += 1
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", s=f"{seconds:.1f}")
+                bar.update(min(seconds, bar.total) - bar.n if time_budget is not None else 1)
+                bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
             if time_budget is not None and seconds >= time_budget:
                 out_of_time = True
                 break
