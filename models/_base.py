@@ -134,7 +134,9 @@ class FlatParameterModel:
             prediction ((B,) int64 class indices, or (B, d_out) for regression).
         """
         if self._forward_fn is None:
-            self._forward_fn = pytensor.function([self.X], [self.out_sym, self.y_sym, self.pred_sym])
+            from sgn.backends import resolve_mode
+            self._forward_fn = pytensor.function([self.X], [self.out_sym, self.y_sym, self.pred_sym],
+                                                 mode=resolve_mode(None))
         x = np.asarray(x)
         return self._forward_fn(x.astype(self.X.dtype, copy=False))
 

@@ -224,7 +224,7 @@ class VGG(FlatParameterModel):
                 h = _activation(h, layer["activation"])
             else:
                 q, s = layer["pool_size"], layer["stride"]
-                h = max_pool_nhwc(h, q, s, static_hw=(H, W))
+                h = max_pool_nhwc(h, q, s)
                 H, W = (H - q) // s + 1, (W - q) // s + 1
         h = h.dimshuffle(0, 3, 1, 2).flatten(2)  # (C, H, W) order, as the original's flatten
         for j, layer in enumerate(self.mlp_layers):

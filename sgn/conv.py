@@ -28,7 +28,8 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.variable import TensorVariable
 
-__all__ = ["Im2Col", "Col2Im", "conv_output_size", "conv2d_nhwc", "max_pool_nhwc"]
+__all__ = ["Im2Col", "Col2Im", "MaxPool2D", "MaxPoolScatter", "MaxPoolGather", "conv_output_size",
+           "conv2d_nhwc", "max_pool_nhwc"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -38,62 +39,89 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _im2col_kernel(x, kh, kw, stride, pad, out):  # pragma: no cover - compiled
+    # Row (b, oh, ow) of ``out`` is the window at output pixel (oh, ow), in (i, j, c)
+    # order.  For each window row i, the kw*C inputs x[b, ih, iw0:iw0+kw, :] are
+    # contiguous in NHWC, so the inner loop is a straight copy.
     B, H, W, C = x.shape
     Ho = (H + 2 * pad - kh) // stride + 1
     Wo = (W + 2 * pad - kw) // stride + 1
+    xf = x.reshape((B, H, W * C))
+    span = kw * C
     for b in range(B):
         for oh in range(Ho):
             for ow in range(Wo):
                 row = (b * Ho + oh) * Wo + ow
+                iw0 = ow * stride - pad
                 for i in range(kh):
                     ih = oh * stride - pad + i
-                    for j in range(kw):
-                        iw = ow * stride - pad + j
-                        base = (i * kw + j) * C
-                        if 0 <= ih < H and 0 <= iw < W:
+                    base = i * span
+                    if ih < 0 or ih >= H:
+                        for t in range(span):
+                            out[row, base + t] = 0
+                    elif iw0 >= 0 and iw0 + kw <= W:
+                        src = iw0 * C
+                        for t in range(span):
+                            out[row, base + t] = xf[b, ih, src + t]
+                    else:
+                        for j in range(kw):
+                            iw = iw0 + j
                             for c in range(C):
-                                out[row, base + c] = x[b, ih, iw, c]
-                        else:
-                            for c in range(C):
-                                out[row, base + c] = 0
+                                out[row, base + j * C + c] = x[b, ih, iw, c] if 0 <= iw < W else 0
     return out
 
 
 @numba.njit(cache=True, nogil=True)
 def _col2im_kernel(cols, B, H, W, C, kh, kw, stride, pad, out):  # pragma: no cover - compiled
+    # Adjoint of _im2col_kernel: each batch item is written by one thread only.
     Ho = (H + 2 * pad - kh) // stride + 1
     Wo = (W + 2 * pad - kw) // stride + 1
-    out[...] = 0
+    span = kw * C
+    of = out.reshape((B, H, W * C))
     for b in range(B):
+        of[b] = 0
         for oh in range(Ho):
             for ow in range(Wo):
                 row = (b * Ho + oh) * Wo + ow
+                iw0 = ow * stride - pad
                 for i in range(kh):
                     ih = oh * stride - pad + i
                     if ih < 0 or ih >= H:
                         continue
-                    for j in range(kw):
-                        iw = ow * stride - pad + j
-                        if iw < 0 or iw >= W:
-                            continue
-                        base = (i * kw + j) * C
-                        for c in range(C):
-                            out[b, ih, iw, c] += cols[row, base + c]
+                    base = i * span
+                    if iw0 >= 0 and iw0 + kw <= W:
+                        dst = iw0 * C
+                        for t in range(span):
+                            of[b, ih, dst + t] += cols[row, base + t]
+                    else:
+                        for j in range(kw):
+                            iw = iw0 + j
+                            if 0 <= iw < W:
+                                for c in range(C):
+                                    of[b, ih, iw * C + c] += cols[row, base + j * C + c]
     return out
 
 
-def _im2col(x, kh, kw, stride, pad):
+def _buffer(previous, shape, dtype):
+    """Reuse the previous call's output array when it fits: large fresh allocations cost
+    page faults on every call, which measured as much as the kernels themselves."""
+    if previous is not None and previous.shape == shape and previous.dtype == dtype \
+            and previous.flags.c_contiguous and previous.flags.writeable:
+        return previous
+    return np.empty(shape, dtype=dtype)
+
+
+def _im2col(x, kh, kw, stride, pad, out=None):
     B, H, W, C = x.shape
     Ho, Wo = conv_output_size(H, kh, stride, pad), conv_output_size(W, kw, stride, pad)
-    out = np.empty((B * Ho * Wo, kh * kw * C), dtype=x.dtype)
+    out = _buffer(out, (B * Ho * Wo, kh * kw * C), x.dtype)
     return _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, pad, out)
 
 
-def _col2im(cols, H, W, kh, kw, stride, pad):
+def _col2im(cols, H, W, kh, kw, stride, pad, out=None):
     Ho, Wo = conv_output_size(H, kh, stride, pad), conv_output_size(W, kw, stride, pad)
     C = cols.shape[1] // (kh * kw)
     B = cols.shape[0] // (Ho * Wo)
-    out = np.empty((B, H, W, C), dtype=cols.dtype)
+    out = _buffer(out, (B, H, W, C), cols.dtype)
     return _col2im_kernel(np.ascontiguousarray(cols), B, H, W, C, kh, kw, stride, pad, out)
 
 
@@ -117,7 +145,8 @@ class Im2Col(Op):
         return Apply(self, [x], [pt.matrix(dtype=x.dtype)])
 
     def perform(self, node, inputs, output_storage):
-        output_storage[0][0] = _im2col(inputs[0], self.kh, self.kw, self.stride, self.pad)
+        output_storage[0][0] = _im2col(inputs[0], self.kh, self.kw, self.stride, self.pad,
+                                       output_storage[0][0])
 
     def infer_shape(self, fgraph, node, shapes):
         B, H, W, C = shapes[0]
@@ -152,7 +181,8 @@ class Col2Im(Op):
 
     def perform(self, node, inputs, output_storage):
         cols, H, W = inputs
-        output_storage[0][0] = _col2im(cols, int(H), int(W), self.kh, self.kw, self.stride, self.pad)
+        output_storage[0][0] = _col2im(cols, int(H), int(W), self.kh, self.kw, self.stride, self.pad,
+                                       output_storage[0][0])
 
     def infer_shape(self, fgraph, node, shapes):
         cols = node.inputs[0]
@@ -172,34 +202,190 @@ class Col2Im(Op):
                 disconnected_type(), disconnected_type()]
 
 
-@register_funcify_default_op_cache_key(Im2Col)
-def _numba_im2col(op, node, **kwargs):
-    kh, kw, stride, pad = op.kh, op.kw, op.stride, op.pad
+# ---------------------------------------------------------------------------------------------
+# Max pooling: a forward Op that also returns each window's arg-max (as an offset i*pool + j),
+# and two linear Ops that route values to and from those positions.  Scatter (to the inputs)
+# and Gather (from the inputs) are each other's adjoints, so double pullbacks -- PyTensor's
+# forward products -- work through pooling, and neither recomputes the arg-max.
 
-    @numba.njit
-    def im2col(x):
+@numba.njit(cache=True, nogil=True)
+def _maxpool_kernel(x, q, s, out, idx):  # pragma: no cover - compiled
+    B, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    for b in range(B):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                h0, w0 = oh * s, ow * s
+                for c in range(C):
+                    out[b, oh, ow, c] = x[b, h0, w0, c]
+                    idx[b, oh, ow, c] = 0
+                for i in range(q):
+                    for j in range(q):
+                        k = i * q + j
+                        for c in range(C):
+                            v = x[b, h0 + i, w0 + j, c]
+                            if v > out[b, oh, ow, c]:  # strict: the first maximum wins
+                                out[b, oh, ow, c] = v
+                                idx[b, oh, ow, c] = k
+    return out, idx
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_scatter_kernel(idx, gy, q, s, out):  # pragma: no cover - compiled
+    B, Ho, Wo, C = gy.shape
+    out[...] = 0
+    for b in range(B):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                for c in range(C):
+                    k = idx[b, oh, ow, c]
+                    out[b, oh * s + k // q, ow * s + k % q, c] += gy[b, oh, ow, c]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_gather_kernel(idx, gx, q, s, out):  # pragma: no cover - compiled
+    B, Ho, Wo, C = out.shape
+    for b in range(B):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                for c in range(C):
+                    k = idx[b, oh, ow, c]
+                    out[b, oh, ow, c] = gx[b, oh * s + k // q, ow * s + k % q, c]
+    return out
+
+
+def _pool_out_hw(H, W, q, s):
+    return (H - q) // s + 1, (W - q) // s + 1
+
+
+class _PoolOp(Op):
+    __props__ = ("pool", "stride")
+
+    def __init__(self, pool: int, stride: int):
+        self.pool, self.stride = int(pool), int(stride)
+        if self.pool * self.pool > 255:
+            raise ValueError(f"pool windows above 15x15 are not supported (got {pool}x{pool})")
+
+
+class MaxPool2D(_PoolOp):
+    """Max pooling of an NHWC batch: ``x (B, H, W, C) -> (y (B, Ho, Wo, C), argmax (B, Ho, Wo, C) uint8)``.
+
+    Windows of ``pool × pool`` at step ``stride``; borders that do not fit are dropped.
+    ``argmax`` holds each window's first maximum as the offset ``i * pool + j``.
+    """
+
+    def make_node(self, x):
+        x = pt.as_tensor_variable(x)
+        if x.ndim != 4:
+            raise TypeError(f"MaxPool2D expects a 4-d NHWC tensor, got ndim={x.ndim}")
+        return Apply(self, [x], [pt.tensor4(dtype=x.dtype), pt.tensor4(dtype="uint8")])
+
+    def perform(self, node, inputs, output_storage):
+        x = np.ascontiguousarray(inputs[0])
         B, H, W, C = x.shape
-        Ho = (H + 2 * pad - kh) // stride + 1
-        Wo = (W + 2 * pad - kw) // stride + 1
-        out = np.empty((B * Ho * Wo, kh * kw * C), dtype=x.dtype)
-        return _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, pad, out)
-    return im2col
+        Ho, Wo = _pool_out_hw(H, W, self.pool, self.stride)
+        out = _buffer(output_storage[0][0], (B, Ho, Wo, C), x.dtype)
+        idx = _buffer(output_storage[1][0], (B, Ho, Wo, C), np.dtype("uint8"))
+        _maxpool_kernel(x, self.pool, self.stride, out, idx)
+        output_storage[0][0], output_storage[1][0] = out, idx
+
+    def infer_shape(self, fgraph, node, shapes):
+        B, H, W, C = shapes[0]
+        shape = (B, (H - self.pool) // self.stride + 1, (W - self.pool) // self.stride + 1, C)
+        return [shape, shape]
+
+    def connection_pattern(self, node):
+        return [[True, False]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        return [MaxPoolScatter(self.pool, self.stride)(inputs[0], outputs[1], cotangents[0])]
 
 
-@register_funcify_default_op_cache_key(Col2Im)
-def _numba_col2im(op, node, **kwargs):
-    kh, kw, stride, pad = op.kh, op.kw, op.stride, op.pad
+class MaxPoolScatter(_PoolOp):
+    """``(x, argmax, gy) -> gx`` of ``x``'s shape: add each ``gy`` entry at its window's arg-max.
+
+    Linear in ``gy``; ``x`` only gives the output shape.
+    """
+
+    def make_node(self, x, idx, gy):
+        x, idx, gy = (pt.as_tensor_variable(v) for v in (x, idx, gy))
+        return Apply(self, [x, idx, gy], [pt.tensor4(dtype=gy.dtype)])
+
+    def perform(self, node, inputs, output_storage):
+        x, idx, gy = inputs
+        out = _buffer(output_storage[0][0], x.shape, gy.dtype)
+        output_storage[0][0] = _pool_scatter_kernel(np.ascontiguousarray(idx), np.ascontiguousarray(gy),
+                                                    self.pool, self.stride, out)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def connection_pattern(self, node):
+        return [[False], [False], [True]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        from pytensor.gradient import disconnected_type
+        return [disconnected_type(), disconnected_type(),
+                MaxPoolGather(self.pool, self.stride)(inputs[0], inputs[1], cotangents[0])]
+
+
+class MaxPoolGather(_PoolOp):
+    """``(x, argmax, gx) -> gy``: read ``gx`` at each window's arg-max (linear in ``gx``).
+
+    ``x`` (the pooled input) only gives the shape that the adjoint scatter needs.
+    """
+
+    def make_node(self, x, idx, gx):
+        x, idx, gx = (pt.as_tensor_variable(v) for v in (x, idx, gx))
+        return Apply(self, [x, idx, gx], [pt.tensor4(dtype=gx.dtype)])
+
+    def perform(self, node, inputs, output_storage):
+        _, idx, gx = inputs
+        out = _buffer(output_storage[0][0], idx.shape, gx.dtype)
+        output_storage[0][0] = _pool_gather_kernel(np.ascontiguousarray(idx), np.ascontiguousarray(gx),
+                                                   self.pool, self.stride, out)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[1]]
+
+    def connection_pattern(self, node):
+        return [[False], [False], [True]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        from pytensor.gradient import disconnected_type
+        x, idx, _ = inputs
+        return [disconnected_type(), disconnected_type(),
+                MaxPoolScatter(self.pool, self.stride)(x, idx, cotangents[0])]
+
+
+def _numba_via_perform(op, node, **kwargs):
+    """Numba backend: call the Op's ``perform`` (itself a parallel Numba kernel) from object mode.
+
+    Measured faster than inlining the kernels into PyTensor's generated function,
+    which loses the kernels' thread parallelism and contiguous-array typing.
+    """
+    from pytensor.link.numba.dispatch.basic import get_numba_type
+
+    n_out = len(node.outputs)
+    out_type = (get_numba_type(node.outputs[0].type) if n_out == 1
+                else numba.types.Tuple([get_numba_type(o.type) for o in node.outputs]))
+
+    def py_perform(inputs):
+        storage = [[None] for _ in range(n_out)]
+        op.perform(node, inputs, storage)
+        return storage[0][0] if n_out == 1 else tuple(s[0] for s in storage)
 
     @numba.njit
-    def col2im(cols, H, W):
-        Hi, Wi = H.item(), W.item()
-        Ho = (Hi + 2 * pad - kh) // stride + 1
-        Wo = (Wi + 2 * pad - kw) // stride + 1
-        C = cols.shape[1] // (kh * kw)
-        B = cols.shape[0] // (Ho * Wo)
-        out = np.empty((B, Hi, Wi, C), dtype=cols.dtype)
-        return _col2im_kernel(np.ascontiguousarray(cols), B, Hi, Wi, C, kh, kw, stride, pad, out)
-    return col2im
+    def perform(*inputs):
+        with numba.objmode(ret=out_type):
+            ret = py_perform(inputs)
+        return ret
+    return perform
+
+
+for _op_class in (Im2Col, Col2Im, MaxPool2D, MaxPoolScatter, MaxPoolGather):
+    register_funcify_default_op_cache_key(_op_class)(_numba_via_perform)
 
 
 def conv2d_nhwc(x: TensorVariable, W: TensorVariable, b: TensorVariable | None, stride: int = 1,
@@ -239,8 +425,7 @@ def conv2d_nhwc(x: TensorVariable, W: TensorVariable, b: TensorVariable | None, 
     return out if b is None else out + b
 
 
-def max_pool_nhwc(x: TensorVariable, pool: int, stride: int | None = None,
-                  static_hw: tuple[int, int] | None = None) -> TensorVariable:
+def max_pool_nhwc(x: TensorVariable, pool: int, stride: int | None = None) -> TensorVariable:
     """Max pooling over ``pool × pool`` windows of an NHWC batch (borders that do not fit are dropped).
 
     Parameters
@@ -249,23 +434,15 @@ def max_pool_nhwc(x: TensorVariable, pool: int, stride: int | None = None,
     pool : int
         Window size.
     stride : int, optional
-        Defaults to ``pool``.
-    static_hw : (H, W), optional
-        Static spatial size of ``x``; enables the reshape fast path when ``stride == pool``.
+        Step between windows; defaults to ``pool``.
 
     Returns
     -------
     TensorVariable of shape (B, (H - pool) // stride + 1, (W - pool) // stride + 1, C)
+
+    Notes
+    -----
+    The gradient routes each output's cotangent to the first maximum of its window
+    (row-major order), as PyTorch and Theano do.
     """
-    stride = pool if stride is None else stride
-    if stride == pool and static_hw is not None:
-        H, W = static_hw
-        Ho, Wo = H // pool, W // pool
-        x = x[:, :Ho * pool, :Wo * pool, :]
-        x = x.reshape((x.shape[0], Ho, pool, Wo, pool, x.shape[3]))
-        return pt.max(x, axis=(2, 4))
-    Ho = (x.shape[1] - pool) // stride + 1
-    Wo = (x.shape[2] - pool) // stride + 1
-    windows = [x[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :]
-               for i in range(pool) for j in range(pool)]
-    return pt.max(pt.stack(windows, axis=0), axis=0)
+    return MaxPool2D(pool, pool if stride is None else stride)(x)[0]

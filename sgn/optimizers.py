@@ -26,6 +26,7 @@ from pytensor.gradient import grad as pt_grad
 
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
+from .backends import resolve_mode
 from .cg import conjugate_gradient
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
@@ -148,7 +149,7 @@ class _Optimizer:
             # upcast the whole step.
             obj_fun = pt.cast(obj_fun, self.dtype)
             self.obj_fun = obj_fun
-        self.mode = mode
+        self.mode = resolve_mode(mode)
         self.pred_sym = getattr(net, "pred_sym", net.out_sym)
         self.grad_sym = pt_grad(obj_fun, theta)
         self._cost_fn = None
@@ -312,8 +313,9 @@ class SGN(_Optimizer):
     hyper_par : dict, optional
         UPPERCASE keys of :data:`SGN_DEFAULTS`; unknown keys are an error.
         The dict is not mutated.
-    mode : str or pytensor Mode, optional
-        PyTensor compilation mode (backend); ``None`` uses PyTensor's default.
+    mode : {None, "c", "numba", "jax"} or pytensor Mode, optional
+        Backend (see :func:`resolve_mode`); ``None`` is the C backend, the
+        fastest measured on CPU for both the MLP step and the convolutions.
 
     Attributes
     ----------

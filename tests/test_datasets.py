@@ -1,0 +1,100 @@
+"""MNIST / Fashion-MNIST loaders: real files, search order, checksums and the download path."""
+
+import gzip
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from sgn import datasets
+from sgn.datasets import DatasetError, load_mnist, read_idx
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
+FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+         "t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.delenv("SGN_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_real_mnist_shapes_and_preprocessing():
+    d = load_mnist(os.path.join(SHARED, "mnist"), download=False)
+    assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int32
+    assert d.x_train.min() == 0 and d.x_train.max() == 1
+    assert np.bincount(d.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_fashion_conv_preprocessing_standardises_each_image():
+    d = load_mnist(os.path.join(SHARED, "fashion_mnist"), fashion=True, flatten=False, floatX="float64",
+                   download=False)
+    assert d.x_test.shape == (10000, 1, 28, 28)
+    assert np.allclose(d.x_test.mean(axis=(2, 3)), 0, atol=1e-9)
+    assert np.allclose(d.x_test.std(axis=(2, 3)), 1, atol=1e-9)
+    assert np.bincount(d.y_train).tolist() == [6000] * 10
+
+
+def test_sgn_data_dir_is_searched(monkeypatch, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(os.path.join(SHARED, "mnist"), root / "mnist")
+    monkeypatch.setenv("SGN_DATA_DIR", str(root))
+    assert load_mnist(download=False).x_test.shape == (10000, 784)
+
+
+def test_missing_files_say_what_to_put_where(tmp_path):
+    with pytest.raises(DatasetError, match="mnist files not found.*train-images-idx3-ubyte.gz.*SGN_DATA_DIR"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_corrupt_file_names_the_file_and_the_expected_checksum(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(os.path.join(SHARED, "mnist"), folder)
+    target = folder / "t10k-labels-idx1-ubyte.gz"
+    os.chmod(target, 0o644)
+    target.write_bytes(target.read_bytes()[:-100])
+    expected = datasets._IDX_FILES["mnist"]["files"]["t10k-labels-idx1-ubyte.gz"]
+    with pytest.raises(DatasetError, match=f"t10k-labels-idx1-ubyte.gz is corrupt or truncated.*{expected}"):
+        load_mnist(folder, download=False)
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_download_path_verifies_and_caches(monkeypatch, tmp_path):
+    # A tiny fake release served from a file:// URL stands in for the official mirror.
+    server = tmp_path / "server"
+    server.mkdir()
+    rng = np.random.default_rng(0)
+    _write_idx(server / FILES[0], rng.integers(0, 256, (6, 28, 28)))
+    _write_idx(server / FILES[1], np.arange(6) % 10)
+    _write_idx(server / FILES[2], rng.integers(0, 256, (4, 28, 28)))
+    _write_idx(server / FILES[3], np.arange(4))
+    table = {f: hashlib.sha256((server / f).read_bytes()).hexdigest() for f in FILES}
+    monkeypatch.setitem(datasets._IDX_FILES, "mnist", {"url": server.as_uri() + "/", "files": table})
+    d = load_mnist()
+    assert d.x_train.shape == (6, 784) and d.y_test.tolist() == [0, 1, 2, 3]
+    cache = tmp_path / "cache" / "sgn" / "mnist"
+    assert sorted(os.listdir(cache)) == sorted(FILES)
+    # A bad checksum on download leaves no partial file behind.
+    shutil.rmtree(cache)
+    table[FILES[0]] = "0" * 64
+    with pytest.raises(DatasetError, match="download failed.*expected 0000"):
+        load_mnist()
+    assert not any(name.startswith(".part-") or name == FILES[0] for name in os.listdir(cache))
+
+
+def test_read_idx_rejects_truncated_data(tmp_path):
+    path = tmp_path / "x.gz"
+    _write_idx(path, np.zeros((3, 2, 2)))
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-3]))
+    with pytest.raises(DatasetError, match="truncated"):
+        read_idx(str(path))
