@@ -1,7 +1,7 @@
 """Datasets of the paper's experiments.
 
 The sine-wave regression task of §4.2 (generated) and MNIST / Fashion-MNIST (official IDX files,
-found offline or downloaded with sha256 checks).  Boston housing and CIFAR-10 are still to come.
+found offline or downloaded with sha256 checks) and Boston housing.  CIFAR-10 is still to come.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from ._validation import Interval, Options, check_value
 
-__all__ = ["Split", "DatasetError", "load_sine", "load_mnist", "read_idx"]
+__all__ = ["Split", "DatasetError", "load_sine", "load_mnist", "load_boston", "read_idx"]
 
 
 class Split(NamedTuple):
@@ -243,3 +243,79 @@ def load_mnist(data_dir: str | None = None, fashion: bool = False, flatten: bool
 
     return Split(images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
                  images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Boston housing.
+
+_BOSTON_CSV = ("boston_housing.csv", "79ac716620024011b03c0c44d2bf99069b8173649181926d9109c25475a3804c")
+_BOSTON_NPZ = ("boston_housing.npz", "f553886a1f8d56431e820c5b82552d9d95cfcb96d1e678153f8839538947dff5",
+               "https://storage.googleapis.com/tensorflow/tf-keras-datasets/boston_housing.npz")
+
+
+def _boston_arrays(data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    import os
+    candidates = [os.fspath(d) for d in (data_dir,) if d is not None]
+    if os.environ.get("SGN_DATA_DIR"):
+        candidates.append(os.path.join(os.environ["SGN_DATA_DIR"], "boston"))
+    cache = _cache_dir("boston")
+    candidates.append(cache)
+    for folder in candidates:
+        csv = os.path.join(folder, _BOSTON_CSV[0])
+        npz = os.path.join(folder, _BOSTON_NPZ[0])
+        for path, digest in ((csv, _BOSTON_CSV[1]), (npz, _BOSTON_NPZ[1])):
+            if os.path.isfile(path):
+                got = _sha256(path)
+                if got != digest:
+                    raise DatasetError(f"{path} is corrupt or truncated: sha256 {got}, expected {digest}.")
+                if path.endswith(".csv"):
+                    table = np.loadtxt(path, delimiter=",", skiprows=1)
+                    return table[:, :13], table[:, 13]
+                with np.load(path, allow_pickle=False) as data:
+                    return np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
+    reason = ""
+    if download:
+        try:
+            _download(_BOSTON_NPZ[2], os.path.join(cache, _BOSTON_NPZ[0]), _BOSTON_NPZ[1])
+            return _boston_arrays(cache, download=False)
+        except OSError as exc:
+            reason = f" (download failed: {exc})"
+    raise DatasetError(f"Boston housing not found{reason}. Put {_BOSTON_CSV[0]} (with a header row) or "
+                       f"{_BOSTON_NPZ[0]} in data_dir or in $SGN_DATA_DIR/boston/; searched: {candidates}.")
+
+
+def load_boston(data_dir: str | None = None, floatX: str = "float64", download: bool = True) -> Split:
+    """Boston housing (13 features, median house value), split and scaled as in the paper's scripts.
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Folder holding ``boston_housing.csv`` (header row, 13 features then MEDV) or
+        Keras' ``boston_housing.npz``; otherwise ``$SGN_DATA_DIR/boston``, then the
+        user cache, then a download of the ``.npz`` (sha256-verified).
+    floatX : {"float32", "float64"}
+    download : bool
+
+    Returns
+    -------
+    Split
+        404 training and 102 test samples (Keras' split: rows shuffled by
+        ``RandomState(113)``, first 80% for training); ``x`` of shape (n, 13),
+        ``y`` of shape (n, 1).
+
+    Notes
+    -----
+    As the original scripts, features are divided by one global maximum and targets
+    by their maximum; unlike them, both splits use the *training* maxima (the original
+    scaled the test split by its own maxima).
+    """
+    check_value("floatX", floatX, Options(("float32", "float64")), "load_boston")
+    x, y = _boston_arrays(data_dir, download)
+    order = np.arange(len(x))
+    np.random.RandomState(113).shuffle(order)
+    x, y = x[order], y[order]
+    n_train = int(len(x) * 0.8)
+    x_max, y_max = x[:n_train].max(), y[:n_train].max()
+    x, y = x / x_max, (y / y_max)[:, None]
+    return Split(x[:n_train].astype(floatX), y[:n_train].astype(floatX), x[n_train:].astype(floatX),
+                 y[n_train:].astype(floatX))

@@ -1,0 +1,160 @@
+"""Shared machinery of the example scripts: the original command-line flags, the mapping
+from flags to optimizer hyperparameters, and a run that writes ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .checkpoint import atomic_write_bytes
+
+__all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment"]
+
+
+def str2bool(text: str) -> bool:
+    """Parse the original scripts' boolean flags: ``True``/``False`` (also yes/no, 1/0)."""
+    value = str(text).strip().lower()
+    if value in ("true", "t", "yes", "y", "1"):
+        return True
+    if value in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The original scripts' flags (same names and defaults) plus ours."""
+    a = parser.add_argument
+    a("--solver", choices=["SGN", "SGD"], default="SGN")
+    a("--epochs", type=_positive(int), default=1)
+    a("--batch_size", type=_positive(int), default=1000)
+    a("--seed", type=int, default=12, help="seeds the model initialisation and the data order")
+    a("--verbose", type=int, default=1, help="0: no progress bar")
+    # SGN
+    a("--rho", type=float, default=1e-3, help="DAMP_RHO (the paper's runs: 1e-4)")
+    a("--rho_min", type=float, default=1e-6, help="DAMP_RHO_MIN")
+    a("--beta", type=float, default=0.0, help="BETA")
+    a("--cg_prec", type=str2bool, default=False, help="CG_PREC")
+    a("--LS", type=str2bool, default=True, help="line search")
+    a("--TR", type=str2bool, default=True, help="trust-region adaptation of rho")
+    a("--rho_schedule", choices=["const", "linear", "cos"], default="const", help="RHO_DECAY (with TR False)")
+    a("--cg_max_iter", type=_positive(int), default=10, help="MAX_CG_ITERS")
+    a("--cg_min_iter", type=_positive(int), default=None, help="MIN_CG_ITERS (default: cg_max_iter)")
+    a("--K_cg", type=_positive(int), default=10, help="K_CG")
+    a("--alpha_exp", type=float, default=1.0, help="ALPHA_EXP")
+    a("--K", type=_positive(int), default=1000, help="K of the rho / learning-rate schedules")
+    # SGD
+    a("--lr", type=float, default=0.001, help="LR0")
+    a("--mom", type=float, default=0.0, help="MOMENTUM")
+    a("--scheduler", choices=["const", "linear", "cos", "step"], default="const")
+    a("--lr_final", type=float, default=0.001, help="LR_K")
+    a("--step", type=_positive(int), default=10, help="STEP of the step scheduler")
+    a("--r", type=float, default=0.1, help="REDUCTION of the step scheduler")
+    # ours
+    a("--time_budget", type=_positive(float), default=None,
+      help="stop after this many seconds of training (evaluation not counted)")
+    a("--eval_every", type=_positive(float), default=5.0, help="also record every this many training seconds")
+    a("--data_dir", default=None, help="folder holding the dataset's files")
+    a("--floatX", choices=["float32", "float64"], default="float32")
+    a("--init", choices=["glorot", "paper"], default="paper", help="model initialisation")
+    a("--out", default="results/run", help="output folder for results.json")
+    a("--overwrite", action="store_true", help="replace an existing results.json")
+
+
+def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
+    """SGN hyperparameters from the flags (PRINT_LEVEL 0: the progress bar reports)."""
+    hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": args.cg_min_iter or args.cg_max_iter,
+          "K_CG": args.K_cg, "TR": args.TR, "LS": args.LS, "CG_PREC": args.cg_prec, "DAMP_RHO": args.rho,
+          "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta, "ALPHA_EXP": args.alpha_exp,
+          "PRINT_LEVEL": 0}
+    if not args.TR:
+        hp.update(RHO_DECAY=args.rho_schedule, K=args.K)
+    return hp
+
+
+def sgd_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
+    """SGD hyperparameters from the flags."""
+    return {"LR0": args.lr, "MOMENTUM": args.mom, "SCHEDULER": args.scheduler,
+            "LR_K": min(args.lr_final, args.lr) if args.scheduler != "const" else args.lr_final,
+            "K": args.K, "STEP": args.step, "REDUCTION": args.r, "PRINT_LEVEL": 0}
+
+
+def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, Any], tuple],
+                   extra_config: dict[str, Any]) -> dict[str, Any]:
+    """Train as the flags say and write ``<out>/results.json``.
+
+    Parameters
+    ----------
+    args : Namespace
+        Parsed flags (see :func:`add_common_arguments`).
+    data : Split
+        The dataset.
+    build : callable
+        ``build(X, y_hat) -> (net, loss)`` given fresh symbolic inputs.
+    extra_config : dict
+        Recorded in ``config`` beside the flags (dataset, model description).
+
+    Returns
+    -------
+    dict
+        What was written: ``config``, ``timeline`` and ``final``.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    from .optimizers import SGD, SGN
+    from .training import fit
+
+    path = os.path.join(args.out, "results.json")
+    if os.path.exists(path) and not args.overwrite:
+        raise SystemExit(f"{path} exists; pass --overwrite to replace it")
+    os.makedirs(args.out, exist_ok=True)
+    pytensor.config.floatX = args.floatX
+    x_dims = data.x_train.ndim
+    X = pt.matrix("X") if x_dims == 2 else pt.tensor4("X")
+    y_hat = pt.ivector("y") if data.y_train.ndim == 1 else pt.matrix("y")
+    net, loss = build(X, y_hat)
+    if args.solver == "SGN":
+        hyper = sgn_hyper_par(args)
+        opt = SGN(X, y_hat, net, loss, hyper)
+    else:
+        hyper = sgd_hyper_par(args)
+        opt = SGD(X, y_hat, net, loss, hyper)
+    start = time.perf_counter()
+    timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=args.epochs,
+                   batch_size=args.batch_size, time_budget=args.time_budget, eval_every=args.eval_every,
+                   seed=args.seed, progress=args.verbose > 0, label=f"{args.solver}")
+    config = {**vars(args), **extra_config, "hyper_par": hyper, "n_params": net.n_params,
+              "wall_seconds": time.perf_counter() - start, "machine": platform.machine(),
+              "processor": platform.processor(), "cpus": os.cpu_count()}
+    result = {"config": config, "timeline": timeline, "final": timeline[-1]}
+    if args.solver == "SGN":
+        result["rho"] = [float(r) for r in opt.history["rho"]]
+        result["alpha"] = [float(a) for a in opt.history["alpha"]]
+    text = json.dumps(result, indent=1, default=_json_default)
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
