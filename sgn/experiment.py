@@ -71,7 +71,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     # ours
     a("--time_budget", type=_positive(float), default=None,
       help="stop after this many seconds of training (evaluation not counted)")
-    a("--eval_every", type=_positive(float), default=5.0, help="also record every this many training seconds")
+    a("--eval_every", type=float, default=5.0,
+      help="also record every this many training seconds (0: only at the end of each epoch)")
+    a("--checkpoint_every", type=_positive(int), default=None,
+      help="save <out>/checkpoint.npz every this many steps (with the data order and the timeline)")
+    a("--resume", default=None, help="continue from this checkpoint (same flags as the killed run)")
     a("--data_dir", default=None, help="folder holding the dataset's files")
     a("--floatX", choices=["float32", "float64"], default="float32")
     a("--init", choices=["glorot", "paper"], default="paper", help="model initialisation")
@@ -124,7 +128,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     from .training import fit
 
     path = os.path.join(args.out, "results.json")
-    if os.path.exists(path) and not args.overwrite:
+    if os.path.exists(path) and not (args.overwrite or args.resume):
         raise SystemExit(f"{path} exists; pass --overwrite to replace it")
     os.makedirs(args.out, exist_ok=True)
     pytensor.config.floatX = args.floatX
@@ -140,8 +144,10 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         opt = SGD(X, y_hat, net, loss, hyper)
     start = time.perf_counter()
     timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=args.epochs,
-                   batch_size=args.batch_size, time_budget=args.time_budget, eval_every=args.eval_every,
-                   seed=args.seed, progress=args.verbose > 0, label=f"{args.solver}")
+                   batch_size=args.batch_size, time_budget=args.time_budget,
+                   eval_every=args.eval_every if args.eval_every > 0 else None, seed=args.seed,
+                   progress=args.verbose > 0, label=f"{args.solver}", checkpoint_every=args.checkpoint_every,
+                   checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume)
     config = {**vars(args), **extra_config, "hyper_par": hyper, "n_params": net.n_params,
               "wall_seconds": time.perf_counter() - start, "machine": platform.machine(),
               "processor": platform.processor(), "cpus": os.cpu_count()}

@@ -222,7 +222,8 @@ class _Optimizer:
         describe = getattr(self.net, "describe", None)
         return describe() if callable(describe) else {"n_params": self.n_params}
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, extra: Mapping[str, Any] | None = None,
+             extra_arrays: Mapping[str, np.ndarray] | None = None) -> None:
         """Write θ and the whole optimizer state to ``path`` (``.npz`` + JSON metadata, atomic).
 
         Parameters
@@ -230,19 +231,33 @@ class _Optimizer:
         path : str or path-like
             Destination file.  It is replaced only once the new file is complete,
             so a crash during ``save`` leaves the previous checkpoint intact.
+        extra : dict, optional
+            JSON-serialisable data stored beside the state (e.g. a training loop's
+            position); :meth:`load` returns it.
+        extra_arrays : dict of ndarray, optional
+            Numeric arrays stored beside the state; :meth:`load` returns them.
         """
         state = self.state_dict()
         arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
         meta = {k: _jsonable(v) for k, v in state.items() if not isinstance(v, np.ndarray)}
         meta.update(optimizer=self._name, n_params=self.n_params, dtype=self.dtype,
-                    model=_jsonable(self._model_description()))
+                    model=_jsonable(self._model_description()), extra=_jsonable(dict(extra or {})))
+        for key, value in (extra_arrays or {}).items():
+            arrays["extra__" + key] = np.asarray(value)
         save_checkpoint(path, arrays, meta)
 
-    def load(self, path: str) -> None:
+    def load(self, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Restore θ and the optimizer state saved by :meth:`save`.
 
         Steps taken after ``load`` are bit-identical to those the saving run
         would have taken next.
+
+        Returns
+        -------
+        extra : dict
+            What :meth:`save` received as ``extra``.
+        extra_arrays : dict of ndarray
+            What :meth:`save` received as ``extra_arrays``.
 
         Raises
         ------
@@ -270,7 +285,9 @@ class _Optimizer:
         missing = [k for k in self.state_dict() if k not in arrays and k not in meta]
         if missing:
             raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
+        extra_arrays = {k[len("extra__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
         self.load_state_dict({**meta, **arrays, "hyper_par": self.hyper_par})
+        return dict(meta.get("extra", {})), extra_arrays
 
     def _reject(self, what: str) -> None:
         self._n_rejected += 1

@@ -47,7 +47,8 @@ def evaluate(opt: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 10000) ->
 def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
         epochs: int = 1, batch_size: int = 1000, time_budget: float | None = None,
         eval_every: float | None = 5.0, seed: int = 0, progress: bool = False,
-        label: str = "") -> list[dict[str, Any]]:
+        label: str = "", checkpoint_every: int | None = None, checkpoint_path: str | None = None,
+        resume: str | None = None) -> list[dict[str, Any]]:
     """Train ``opt`` on shuffled mini-batches and record a timeline.
 
     Parameters
@@ -70,6 +71,14 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         Show a tqdm progress bar.
     label : str
         Description for the progress bar.
+    checkpoint_every : int or None
+        Save a checkpoint (optimizer state, data-order RNG, position and timeline)
+        to ``checkpoint_path`` every this many steps, atomically.
+    checkpoint_path : str or None
+        Where checkpoints go.
+    resume : str or None
+        A checkpoint written by this function: training continues exactly where
+        it stopped (same remaining batches, same steps).
 
     Returns
     -------
@@ -83,53 +92,79 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         check_value("time_budget", time_budget, Interval("real", 0, None, "neither"), "fit")
     if eval_every is not None:
         check_value("eval_every", eval_every, Interval("real", 0, None, "neither"), "fit")
+    if checkpoint_every is not None:
+        check_value("checkpoint_every", checkpoint_every, Interval("int", 1, None), "fit")
+        if checkpoint_path is None:
+            raise ValueError("fit: checkpoint_every needs a checkpoint_path")
     rng = np.random.default_rng(seed)
     n = len(x_train)
     steps_per_epoch = -(-n // batch_size)
-    timeline: list[dict[str, Any]] = []
-    seconds, iteration = 0.0, 0
+    # Everything that decides what happens next, so that a checkpoint can restore it.
+    pos: dict[str, Any] = {"epoch": 1, "start": 0, "seconds": 0.0, "iteration": 0, "next_eval": None,
+                           "timeline": []}
+    perm = None
+    if resume is not None:
+        extra, arrays = opt.load(resume)
+        pos = extra["fit"]
+        perm = arrays.get("perm")
+        rng.bit_generator.state = pos.pop("rng_state")
 
     def record(epoch: float) -> None:
         train = evaluate(opt, x_train, y_train)
         test = evaluate(opt, x_test, y_test)
-        rec = {"seconds": seconds, "epoch": epoch, "iteration": iteration,
+        rec = {"seconds": pos["seconds"], "epoch": epoch, "iteration": pos["iteration"],
                "train_loss": train["loss"], "test_loss": test["loss"]}
         if "acc" in test:
             rec["test_acc"] = test["acc"]
-        timeline.append(rec)
+        pos["timeline"].append(rec)
 
-    record(0)
-    next_eval = eval_every if eval_every else float("inf")
+    def checkpoint() -> None:
+        opt.save(checkpoint_path, extra={"fit": {**pos, "rng_state": rng.bit_generator.state}},
+                 extra_arrays={} if perm is None else {"perm": perm})
+
+    if resume is None:
+        record(0)
+        pos["next_eval"] = eval_every if eval_every else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
         # With a time budget the bar counts training seconds, otherwise steps.
         total = float(time_budget) if time_budget is not None else epochs * steps_per_epoch
         bar = tqdm(total=total, desc=label or type(opt).__name__, unit="s" if time_budget else "step",
-                   leave=False, mininterval=0.5)
-    out_of_time = False
-    for epoch in range(1, epochs + 1):
-        perm = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
+                   leave=False, mininterval=0.5, initial=min(pos["seconds"], total) if time_budget
+                   else pos["iteration"])
+    out_of_time = time_budget is not None and pos["seconds"] >= time_budget
+    while pos["epoch"] <= epochs and not out_of_time:
+        if perm is None:
+            perm = rng.permutation(n)
+        while pos["start"] < n:
+            idx = perm[pos["start"]:pos["start"] + batch_size]
             t0 = time.perf_counter()
             loss = opt.step(x_train[idx], y_train[idx])[0]
-            seconds += time.perf_counter() - t0
-            iteration += 1
+            pos["seconds"] += time.perf_counter() - t0
+            pos["iteration"] += 1
+            pos["start"] += len(idx)
             if bar is not None:
-                bar.update(min(seconds, bar.total) - bar.n if time_budget is not None else 1)
-                bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
-            if time_budget is not None and seconds >= time_budget:
+                bar.update(min(pos["seconds"], bar.total) - bar.n if time_budget is not None else 1)
+                bar.set_postfix(loss=f"{loss:.4g}", epoch=pos["epoch"], refresh=False)
+            if time_budget is not None and pos["seconds"] >= time_budget:
                 out_of_time = True
                 break
-            if seconds >= next_eval:
-                record(epoch - 1 + (start + len(idx)) / n)
-                next_eval = seconds + eval_every
+            if pos["next_eval"] is not None and pos["seconds"] >= pos["next_eval"]:
+                record(pos["epoch"] - 1 + pos["start"] / n)
+                pos["next_eval"] = pos["seconds"] + eval_every
+            if checkpoint_every is not None and pos["iteration"] % checkpoint_every == 0:
+                checkpoint()
         if out_of_time:
             break
-        record(epoch)
+        record(pos["epoch"])
+        pos["epoch"] += 1
+        pos["start"] = 0
+        perm = None
     if out_of_time:
-        record(round(iteration / steps_per_epoch, 6))
+        record(round(pos["iteration"] / steps_per_epoch, 6))
+    if checkpoint_every is not None:
+        checkpoint()
     if bar is not None:
         bar.close()
-    return timeline
+    return pos["timeline"]
