@@ -1,0 +1,128 @@
+"""Draw the paper's figures and tables from the result folders of ``examples/reproduce.py``.
+
+For one benchmark folder (``<root>/<bench>/res_<SOLVER>_<param>_<seed>/results.json``):
+train loss and test loss (or test accuracy) against epochs and against measured training
+seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed; and a Markdown
+table of the test metric at given times, in the layout of the paper's Tables 1–3::
+
+    python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+
+def load_runs(folder: str) -> dict[tuple[str, float], list[dict]]:
+    """``{(solver, param): [results, ...]}`` over seeds."""
+    runs = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(folder, "res_*_*_*", "results.json"))):
+        m = re.match(r"res_(SGN|SGD)_([0-9.e+-]+)_(\d+)$", os.path.basename(os.path.dirname(path)))
+        if m:
+            with open(path, encoding="utf-8") as fh:
+                runs[(m.group(1), float(m.group(2)))].append(json.load(fh))
+    return dict(sorted(runs.items(), key=lambda kv: (kv[0][0] != "SGD", kv[0][1])))
+
+
+def value_at(timeline: list[dict], axis: str, t: float, key: str) -> float:
+    """The last recorded ``key`` at or before ``axis == t`` (NaN before the first record)."""
+    best = float("nan")
+    for rec in timeline:
+        if rec[axis] <= t + 1e-9:
+            best = rec[key]
+        else:
+            break
+    return best
+
+
+def label(solver: str, param: float) -> str:
+    return f"{solver} ({param:g})"
+
+
+def curves(runs, axis: str, key: str, n: int = 200):
+    """Per config: grid, mean, min, max of ``key`` against ``axis`` over the common range of the seeds."""
+    out = {}
+    for cfg, results in runs.items():
+        ends = [r["timeline"][-1][axis] for r in results]
+        grid = np.linspace(0, min(ends), n)
+        vals = np.array([[value_at(r["timeline"], axis, t, key) for t in grid] for r in results], dtype=float)
+        out[cfg] = (grid, np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0))
+    return out
+
+
+def plot(runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, ((solver, param), (grid, mean, lo, hi)) in enumerate(curves(runs, axis, key).items()):
+        color = f"C{i % 10}"
+        clip = 1e3 if log else None
+        mean, lo, hi = (np.minimum(a, clip) for a in (mean, lo, hi)) if clip else (mean, lo, hi)
+        ax.plot(grid, mean, ls="--" if solver == "SGN" else "-", color=color, label=label(solver, param))
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("training seconds" if axis == "seconds" else "epochs")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(runs, key: str, snaps: list[float]) -> str:
+    pct = key == "test_acc"
+    head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {s:g} s | epochs" for s in snaps)
+    lines = [f"| algorithm | {head} | seeds |", "|---|" + "---|---|" * len(snaps) + "---|"]
+    for (solver, param), results in runs.items():
+        cells = []
+        for s in snaps:
+            vals = [value_at(r["timeline"], "seconds", s, key) for r in results]
+            eps = [value_at(r["timeline"], "seconds", s, "epoch") for r in results]
+            if any(r["timeline"][-1]["seconds"] < s - 0.5 for r in results):
+                cells += ["not reached", "–"]
+                continue
+            v = float(np.mean(vals))
+            cells += [f"{100 * v:.1f}" if pct else f"{v:.3g}", f"{np.mean(eps):.0f}"]
+        lines.append(f"| {label(solver, param)} | " + " | ".join(cells) + f" | {len(results)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="one benchmark's folder, e.g. results/mnist")
+    parser.add_argument("--out", default="figures")
+    parser.add_argument("--snap", type=float, nargs="+", default=None, help="table times in seconds")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.folder)
+    if not runs:
+        print(f"no res_<SOLVER>_<param>_<seed>/results.json under {args.folder}", file=sys.stderr)
+        return 1
+    bench = os.path.basename(os.path.normpath(args.folder))
+    os.makedirs(args.out, exist_ok=True)
+    classification = "test_acc" in next(iter(runs.values()))[0]["final"]
+    test_key = "test_acc" if classification else "test_loss"
+    for key, log in (("train_loss", True), (test_key, not classification)):
+        for axis in ("seconds", "epoch"):
+            name = f"{bench}_{key}_{'time' if axis == 'seconds' else 'epochs'}.png"
+            plot(runs, key, axis, os.path.join(args.out, name), f"{bench}: {key.replace('_', ' ')}", log)
+    snaps = args.snap or [min(r["timeline"][-1]["seconds"] for rs in runs.values() for r in rs)]
+    print(table(runs, test_key, snaps))
+    if not classification:
+        print()
+        print(table(runs, "train_loss", snaps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
