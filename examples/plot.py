@@ -89,6 +89,9 @@ def table(runs, key: str, snaps: list[float]) -> str:
         for s in snaps:
             vals = [value_at(r["timeline"], "seconds", s, key) for r in results]
             eps = [value_at(r["timeline"], "seconds", s, "epoch") for r in results]
+            if any(r["timeline"][-1].get("diverged") for r in results):
+                cells += ["diverged", "–"]
+                continue
             if any(r["timeline"][-1]["seconds"] < s - 0.5 for r in results):
                 cells += ["not reached", "–"]
                 continue

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import Interval, check_value
+from .optimizers import NonFiniteStepError
 
 __all__ = ["evaluate", "fit"]
 
@@ -85,6 +86,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     list of dict
         Records ``{seconds, epoch, iteration, train_loss, test_loss}`` (+ ``test_acc``
         for classification), the first at 0 seconds, the last at the end of training.
+        When the optimizer gives up on non-finite steps (:class:`NonFiniteStepError`),
+        training stops and the last record carries ``"diverged": True``.
     """
     check_value("epochs", epochs, Interval("int", 1, None), "fit")
     check_value("batch_size", batch_size, Interval("int", 1, None), "fit")
@@ -140,7 +143,14 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         while pos["start"] < n:
             idx = perm[pos["start"]:pos["start"] + batch_size]
             t0 = time.perf_counter()
-            loss = opt.step(x_train[idx], y_train[idx])[0]
+            try:
+                loss = opt.step(x_train[idx], y_train[idx])[0]
+            except NonFiniteStepError as exc:
+                # A diverged run is a result, not a crash: keep its timeline and say so.
+                pos["seconds"] += time.perf_counter() - t0
+                pos["diverged"] = str(exc)
+                out_of_time = True
+                break
             pos["seconds"] += time.perf_counter() - t0
             pos["iteration"] += 1
             pos["start"] += len(idx)
@@ -163,6 +173,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         perm = None
     if out_of_time:
         record(round(pos["iteration"] / steps_per_epoch, 6))
+        if "diverged" in pos:
+            pos["timeline"][-1]["diverged"] = True
     if checkpoint_every is not None:
         checkpoint()
     if bar is not None:

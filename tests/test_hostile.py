@@ -91,11 +91,13 @@ def test_vgg_rejects_bad_conv_fields(field, value):
         vgg(pt.tensor4(), pt.ivector(), (1, 8, 8), 3, conv, {})
 
 
-@pytest.fixture(scope="module")
-def compiled():
+@pytest.fixture(scope="module", params=["SGN", "SGD"])
+def compiled(request):
     with pytensor.config.change_flags(floatX="float64"):
         X, y, net, loss = _net()
-        return SGN(X, y, net, loss, {"MAX_CG_ITERS": 2, "PRINT_LEVEL": 0})
+        if request.param == "SGN":
+            return SGN(X, y, net, loss, {"MAX_CG_ITERS": 2, "PRINT_LEVEL": 0})
+        return SGD(X, y, net, loss, {"LR0": 0.1})
 
 
 @SETTINGS

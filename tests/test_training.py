@@ -77,3 +77,15 @@ def test_demo_writes_table_json_and_plot(tmp_path):
                                          "SGD (lr 1)"}
     png = (out / "sine_loss_vs_seconds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+
+
+def test_fit_records_a_diverged_run_instead_of_crashing():
+    data = load_sine(n_samples=400, seed=0)
+    X, y = pt.matrix("X"), pt.matrix("y")
+    net = mlp(X, y, 1, 1, {"hs": [4]}, mode="regression", seed=0)
+    opt = SGD(X, y, net, losses.mean_squared_error(net.out_sym, y),
+              {"LR0": 1e6, "MAX_REJECTED_STEPS": 2, "PRINT_LEVEL": 0})
+    timeline = fit(opt, data.x_train, data.y_train * 1e30, data.x_test, data.y_test * 1e30, epochs=50,
+                   batch_size=100, eval_every=None)
+    assert timeline[-1].get("diverged") is True
+    assert timeline[-1]["iteration"] < 50 * 3

@@ -1,0 +1,76 @@
+"""The example scripts: CLI flags, results.json layout, refusal to overwrite, grid runner and plots."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, "..", "shared", "datasets")
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+
+
+def _script(name, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_mlp_script_on_boston_writes_results_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "run"
+    args = ["--dataset", "boston", "--data_dir", os.path.join(SHARED, "boston"), "--layers", "8", "--solver",
+            "SGD", "--lr", "0.1", "--epochs", "2", "--batch_size", "101", "--verbose", "0", "--out", str(out)]
+    proc = _script("mlp.py", *args)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert set(res) >= {"config", "timeline", "final"}
+    assert [r["epoch"] for r in res["timeline"]] == [0, 1, 2] and res["final"]["iteration"] == 8
+    assert set(res["final"]) == {"seconds", "epoch", "iteration", "train_loss", "test_loss"}
+    assert res["config"]["hyper_par"]["LR0"] == 0.1
+    again = _script("mlp.py", *args)
+    assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_boolean_flags_take_true_false(tmp_path):
+    bad = _script("mlp.py", "--TR", "maybe", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "expected True or False" in bad.stderr
+
+
+def test_conv_net_script_with_a_time_budget(tmp_path):
+    out = tmp_path / "fashion"
+    proc = _script("conv_net.py", "--dataset", "fashion", "--architecture", "architecture_1", "--data_dir",
+                   os.path.join(SHARED, "fashion_mnist"), "--solver", "SGN", "--cg_max_iter", "2", "--time_budget",
+                   "2", "--epochs", "100", "--eval_every", "0", "--verbose", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["final"]["seconds"] >= 2 and 0 < res["final"]["epoch"] < 1
+    assert 0 <= res["final"]["test_acc"] <= 1 and len(res["rho"]) == res["final"]["iteration"]
+
+
+def test_reproduce_grid_is_the_papers(tmp_path):
+    import reproduce
+    runs = reproduce.runs("mnist", [1, 2], 25.0, str(tmp_path), None, "float32", ["SGN", "SGD"])
+    names = sorted(os.path.basename(folder) for folder, _ in runs)
+    assert len(runs) == (5 + 5) * 2
+    assert "res_SGN_3_2" in names and "res_SGD_10_1" in names
+    cmd = dict(runs)[str(tmp_path / "mnist" / "res_SGN_3_1")]
+    for flag, value in (("--rho", "1e-4"), ("--cg_max_iter", "3"), ("--cg_min_iter", "10"), ("--TR", "True"),
+                        ("--time_budget", "25.0"), ("--layers", "20")):
+        assert cmd[cmd.index(flag) + 1] == value
+
+
+def test_plot_makes_figures_and_a_table(tmp_path):
+    import plot
+    folder = tmp_path / "toy"
+    for solver, param, acc in (("SGN", 3, 0.9), ("SGD", 0.1, 0.8)):
+        for seed in (1, 2):
+            run = folder / f"res_{solver}_{param}_{seed}"
+            run.mkdir(parents=True)
+            timeline = [{"seconds": s, "epoch": s / 2, "iteration": 5 * s, "train_loss": 1.0 / (s + 1),
+                         "test_loss": 1.2 / (s + 1), "test_acc": acc * s / 10} for s in range(11)]
+            (run / "results.json").write_text(json.dumps({"timeline": timeline, "final": timeline[-1]}))
+    table = plot.table(plot.load_runs(str(folder)), "test_acc", [5.0])
+    assert "| SGD (0.1) | 40.0 | 2 | 2 |" in table and "| SGN (3) | 45.0 | 2 | 2 |" in table
+    assert plot.main([str(folder), "--out", str(tmp_path / "fig"), "--snap", "5"]) == 0
+    assert len(os.listdir(tmp_path / "fig")) == 4
