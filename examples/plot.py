@@ -87,16 +87,21 @@ def table(runs, key: str, snaps: list[float]) -> str:
     for (solver, param), results in runs.items():
         cells = []
         for s in snaps:
-            vals = [value_at(r["timeline"], "seconds", s, key) for r in results]
-            eps = [value_at(r["timeline"], "seconds", s, "epoch") for r in results]
-            if any(r["timeline"][-1].get("diverged") for r in results):
+            # Diverged seeds are counted apart; the value is the mean over the others.
+            ok = [r for r in results if not r["timeline"][-1].get("diverged")]
+            n_div = len(results) - len(ok)
+            if not ok:
                 cells += ["diverged", "–"]
                 continue
-            if any(r["timeline"][-1]["seconds"] < s - 0.5 for r in results):
+            if any(r["timeline"][-1]["seconds"] < s - 0.5 for r in ok):
                 cells += ["not reached", "–"]
                 continue
-            v = float(np.mean(vals))
-            cells += [f"{100 * v:.1f}" if pct else f"{v:.3g}", f"{np.mean(eps):.0f}"]
+            # A budget run's last step ends a little after the budget: count it as "at s".
+            t = s + max(0.5, 0.02 * s)
+            v = float(np.mean([value_at(r["timeline"], "seconds", t, key) for r in ok]))
+            eps = float(np.mean([value_at(r["timeline"], "seconds", t, "epoch") for r in ok]))
+            text = f"{100 * v:.1f}" if pct else f"{v:.3g}"
+            cells += [text + (f" ({n_div} of {len(results)} diverged)" if n_div else ""), f"{eps:.0f}"]
         lines.append(f"| {label(solver, param)} | " + " | ".join(cells) + f" | {len(results)} |")
     return "\n".join(lines)
 
