@@ -7,14 +7,16 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sgn import SGD, SGN, losses
 from sgn.models import mlp, vgg
 from sgn.optimizers import SGD_CONSTRAINTS, SGD_DEFAULTS, SGN_CONSTRAINTS, SGN_DEFAULTS
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI sees the same examples every run (a failure found once is found again).
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Values that are wrong for *every* key of the tables: wrong types.
 WRONG_TYPES = st.one_of(st.none(), st.text(max_size=5).filter(lambda s: s not in ("const", "linear", "cos", "step")),
@@ -33,6 +35,7 @@ def _net(kind="classification"):
 @SETTINGS
 @given(key=st.sampled_from(sorted(SGN_CONSTRAINTS)), value=WRONG_TYPES)
 def test_sgn_wrong_value_types_name_the_key(key, value):
+    assume(not (key == "MIN_CG_ITERS" and value is None))  # documented: None means MAX_CG_ITERS
     X, y, net, loss = _net()
     theta0 = net.theta.get_value()
     with pytest.raises((ValueError, TypeError)) as err:
