@@ -16,7 +16,8 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         ``None`` picks the default: the C virtual machine (``"c"``), measured
         faster than PyTensor's own default (Numba) here for the MLP step (3.9 ms
         against 4.9 ms for an SGN step with CG 3, MNIST MLP, batch 1000) and for
-        the convolutional nets (see docs/performance.md).  ``"c"``, ``"numba"`` and
+        the convolutional nets, but about 4x slower than Numba on tiny networks such
+        as the sine task's (see docs/performance.md).  ``"c"``, ``"numba"`` and
         ``"jax"`` name a backend; any other string or a ``Mode`` object is passed to
         PyTensor unchanged.
     conv : bool
