@@ -302,15 +302,32 @@ class MaxPool2D(_PoolOp):
         return [MaxPoolScatter(self.pool, self.stride)(inputs[0], outputs[1], cotangents[0])]
 
 
-class MaxPoolScatter(_PoolOp):
+class _PoolRoute(_PoolOp):
+    """Shared part of the two linear routing Ops ``(x, argmax, g) -> routed g``.
+
+    Each is linear in ``g`` only, and its pullback is the other one (``_adjoint``).
+    """
+
+    _adjoint: type  # set below, once both classes exist
+
+    def make_node(self, x, idx, g):
+        x, idx, g = (pt.as_tensor_variable(v) for v in (x, idx, g))
+        return Apply(self, [x, idx, g], [pt.tensor4(dtype=g.dtype)])
+
+    def connection_pattern(self, node):
+        return [[False], [False], [True]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        from pytensor.gradient import disconnected_type
+        adjoint = self._adjoint(self.pool, self.stride)
+        return [disconnected_type(), disconnected_type(), adjoint(inputs[0], inputs[1], cotangents[0])]
+
+
+class MaxPoolScatter(_PoolRoute):
     """``(x, argmax, gy) -> gx`` of ``x``'s shape: add each ``gy`` entry at its window's arg-max.
 
     Linear in ``gy``; ``x`` only gives the output shape.
     """
-
-    def make_node(self, x, idx, gy):
-        x, idx, gy = (pt.as_tensor_variable(v) for v in (x, idx, gy))
-        return Apply(self, [x, idx, gy], [pt.tensor4(dtype=gy.dtype)])
 
     def perform(self, node, inputs, output_storage):
         x, idx, gy = inputs
@@ -321,24 +338,12 @@ class MaxPoolScatter(_PoolOp):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]
 
-    def connection_pattern(self, node):
-        return [[False], [False], [True]]
 
-    def pullback(self, inputs, outputs, cotangents):
-        from pytensor.gradient import disconnected_type
-        return [disconnected_type(), disconnected_type(),
-                MaxPoolGather(self.pool, self.stride)(inputs[0], inputs[1], cotangents[0])]
-
-
-class MaxPoolGather(_PoolOp):
+class MaxPoolGather(_PoolRoute):
     """``(x, argmax, gx) -> gy``: read ``gx`` at each window's arg-max (linear in ``gx``).
 
     ``x`` (the pooled input) only gives the shape that the adjoint scatter needs.
     """
-
-    def make_node(self, x, idx, gx):
-        x, idx, gx = (pt.as_tensor_variable(v) for v in (x, idx, gx))
-        return Apply(self, [x, idx, gx], [pt.tensor4(dtype=gx.dtype)])
 
     def perform(self, node, inputs, output_storage):
         _, idx, gx = inputs
@@ -349,14 +354,9 @@ class MaxPoolGather(_PoolOp):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[1]]
 
-    def connection_pattern(self, node):
-        return [[False], [False], [True]]
 
-    def pullback(self, inputs, outputs, cotangents):
-        from pytensor.gradient import disconnected_type
-        x, idx, _ = inputs
-        return [disconnected_type(), disconnected_type(),
-                MaxPoolScatter(self.pool, self.stride)(x, idx, cotangents[0])]
+MaxPoolScatter._adjoint = MaxPoolGather
+MaxPoolGather._adjoint = MaxPoolScatter
 
 
 def _numba_via_perform(op, node, **kwargs):
