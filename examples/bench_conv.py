@@ -115,6 +115,25 @@ def torch_functions(model, xb, yb, vb):
     return forward, gradient, gnvp
 
 
+def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 3, before=None) -> dict[str, float]:
+    """Median milliseconds of each function, timed in interleaved rounds (one call of each per round).
+
+    ``before(key)``, when given, runs untimed before each timed call (e.g. to reset θ).
+    """
+    times = {k: [] for k in fns}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            if before is not None:
+                before(key)
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: round(1e3 * statistics.median(ts), 2) for k, ts in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -144,19 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             # The two implementations compute the same network: check before timing.
             assert np.allclose(tf().numpy(), forward(xb), rtol=1e-3, atol=1e-4), "torch/pytensor outputs differ"
             fns.update({"torch_forward": tf, "torch_grad": tg, "torch_gnvp": tv})
-        times = {k: [] for k in fns}
-        for _ in range(3):
-            for fn in fns.values():
-                fn()
-        for _ in range(args.repeats):
-            for key, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - start)
         record = {"net": name, "batch": args.batch, "mode": str(args.mode or "default"),
                   "compile_s": round(compile_s, 2), "repeats": args.repeats}
-        for key, ts in times.items():
-            record[f"{key}_ms"] = round(1e3 * statistics.median(ts), 2)
+        for key, ms in interleaved_medians_ms(fns, args.repeats, warmup=3).items():
+            record[f"{key}_ms"] = ms
         if have_torch:
             for key in ("forward", "grad", "gnvp"):
                 record[f"{key}_ratio"] = round(record[f"{key}_ms"] / record[f"torch_{key}_ms"], 2)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -47,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     from sgn.gauss_newton import gauss_newton_product
     from sgn.models import load_architecture, mlp, vgg
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_conv import interleaved_medians_ms
+
     have_torch = False
     if not args.no_torch:
         try:
             import torch
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             from bench_conv import build_torch
             from torch_sgn import TorchSGN, torch_sgd_step
             have_torch = True
@@ -117,21 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                         "torch_sgn_cg3": lambda: tsgn[3].step(tx, ty), "torch_sgn_cg5": lambda: tsgn[5].step(tx, ty),
                         "torch_sgn_cg10": lambda: tsgn[10].step(tx, ty),
                         "torch_sgd": lambda: torch_sgd_step(model, tx, ty, 0.1)})
-        times = {k: [] for k in fns}
-        for _ in range(2):
-            for fn in fns.values():
-                fn()
-        for _ in range(args.repeats):
-            for key, fn in fns.items():
-                if key.startswith("sgn"):
-                    reset()  # every SGN step starts from the same θ
-                t0 = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t0)
+        # Every SGN step starts from the same θ.
+        medians = interleaved_medians_ms(fns, args.repeats, warmup=2,
+                                         before=lambda key: reset() if key.startswith("sgn") else None)
         rec = {"net": name, "batch": args.batch, "mode": args.mode or "c", "n_params": net.n_params,
                "compile_s": round(compile_s, 2), "cold_cache": args.cold, "repeats": args.repeats}
-        for key, ts in times.items():
-            rec[f"{key}_ms"] = round(1e3 * statistics.median(ts), 2)
+        for key, ms in medians.items():
+            rec[f"{key}_ms"] = ms
         rec["cg_iter_over_grad"] = round((rec["sgn_cg10_ms"] - rec["sgn_cg5_ms"]) / 5 / rec["grad_ms"], 2)
         if have_torch:
             for key in ("grad", "gnvp", "sgn_cg3", "sgn_cg5", "sgn_cg10", "sgd"):
