@@ -1,7 +1,8 @@
 """Datasets of the paper's experiments.
 
 The sine-wave regression task of §4.2 (generated) and MNIST / Fashion-MNIST (official IDX files,
-found offline or downloaded with sha256 checks) and Boston housing.  CIFAR-10 is still to come.
+found offline or downloaded with sha256 checks), Boston housing and CIFAR-10 (the official
+python archive or its extracted folder, read without executing pickled code).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import Interval, Options, check_value
+from ._validation import Boolean, Interval, Options, check_value
 
-__all__ = ["Split", "DatasetError", "load_sine", "load_mnist", "load_boston", "read_idx"]
+__all__ = ["Split", "DatasetError", "load_sine", "load_mnist", "load_boston", "load_cifar10", "read_idx"]
 
 
 class Split(NamedTuple):
@@ -194,6 +195,20 @@ def read_idx(path: str) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _preprocess_images(x: np.ndarray, flatten: bool, floatX: str) -> np.ndarray:
+    """uint8 images (n, C, H, W) -> ``floatX``, as the paper's scripts preprocess them.
+
+    ``flatten``: (n, C*H*W) scaled to [0, 1] by 255 (mlp.py).  Otherwise (n, C, H, W), each
+    image and channel standardised by its own mean and std (conv_net.py's ``normalize_meanstd``).
+    """
+    x = x.astype(np.float64)
+    if flatten:
+        return (x.reshape(len(x), -1) / 255.0).astype(floatX)
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    std = x.std(axis=(2, 3), keepdims=True)
+    return ((x - mean) / np.where(std > 0, std, 1.0)).astype(floatX)
+
+
 def load_mnist(data_dir: str | None = None, fashion: bool = False, flatten: bool = True,
                floatX: str = "float32", download: bool = True) -> Split:
     """MNIST or Fashion-MNIST from the official IDX ``.gz`` files.
@@ -230,13 +245,8 @@ def load_mnist(data_dir: str | None = None, fashion: bool = False, flatten: bool
     folder = _locate(name, data_dir, download)
 
     def images(f):
-        x = read_idx(os.path.join(folder, f)).astype(np.float64)
-        if flatten:
-            return (x.reshape(len(x), -1) / 255.0).astype(floatX)
-        x = x[:, None, :, :]
-        mean = x.mean(axis=(2, 3), keepdims=True)
-        std = x.std(axis=(2, 3), keepdims=True)
-        return ((x - mean) / np.where(std > 0, std, 1.0)).astype(floatX)
+        x = read_idx(os.path.join(folder, f))
+        return _preprocess_images(x[:, None, :, :], flatten, floatX)
 
     def labels(f):
         return read_idx(os.path.join(folder, f)).astype(np.int32)
@@ -319,3 +329,161 @@ def load_boston(data_dir: str | None = None, floatX: str = "float64", download: 
     x, y = x / x_max, (y / y_max)[:, None]
     return Split(x[:n_train].astype(floatX), y[:n_train].astype(floatX), x[n_train:].astype(floatX),
                  y[n_train:].astype(floatX))
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10: the official python archive (pickled dicts, read by a restricted unpickler).
+
+_CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+_CIFAR10_FOLDER = "cifar-10-batches-py"
+_CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR10_TEST = "test_batch"
+
+
+def _numpy_unpickle_globals() -> dict[tuple[str, str], object]:
+    """The only globals a CIFAR-10 batch may reference: NumPy's array reconstructors.
+
+    Found from NumPy itself, so that pickles written under ``numpy.core`` (NumPy 1, as the
+    official archive was) and ``numpy._core`` (NumPy 2) both resolve.
+    """
+    import codecs
+    probe = np.zeros(1, dtype=np.uint8)
+    reconstruct = probe.__reduce__()[0]
+    frombuffer = probe.__reduce_ex__(5)[0]
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                              ("_codecs", "encode"): codecs.encode}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+def _read_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (n, 3, 32, 32), labels int32 (n,)) from one pickled CIFAR-10 batch.
+
+    The batches are Python pickles.  Unpickling can run arbitrary code, so the unpickler
+    here refuses every global except NumPy's array reconstructors: a tampered file fails
+    with :class:`DatasetError` instead of executing anything.
+    """
+    import io
+    import pickle
+
+    allowed = _numpy_unpickle_globals()
+
+    class _Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            try:
+                return allowed[(module, name)]
+            except KeyError:
+                raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch") from None
+
+    try:
+        batch = _Restricted(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # pickle raises many types on malformed input
+        raise DatasetError(f"{where} is not a CIFAR-10 batch: {exc}") from exc
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{where} is not a CIFAR-10 batch: a {type(batch).__name__}, not a dict")
+    # Python 2 wrote str keys, which load as bytes here; Python 3 writers may use str.
+    batch = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{where}: 'data' must be a uint8 array of shape (n, 3072), "
+                           f"got {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    if labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise DatasetError(f"{where}: 'labels' must be {len(data)} class indices in 0..9, got shape {labels.shape}")
+    return data.reshape(len(data), 3, 32, 32), labels.astype(np.int32)
+
+
+def _cifar10_batches(data_dir: str | None, download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every train and test batch, from the first place in the search order that has them."""
+    import os
+    import tarfile
+
+    names = _CIFAR10_TRAIN + (_CIFAR10_TEST,)
+    candidates = [os.fspath(d) for d in (data_dir,) if d is not None]
+    if os.environ.get("SGN_DATA_DIR"):
+        candidates.append(os.path.join(os.environ["SGN_DATA_DIR"], "cifar10"))
+    cache = _cache_dir("cifar10")
+    candidates.append(cache)
+    for folder in candidates:
+        # The extracted folder, given itself or as the archive's top-level folder inside ``folder``.
+        for extracted in (folder, os.path.join(folder, _CIFAR10_FOLDER)):
+            if all(os.path.isfile(os.path.join(extracted, n)) for n in names):
+                out = {}
+                for n in names:
+                    path = os.path.join(extracted, n)
+                    with open(path, "rb") as fh:
+                        out[n] = _read_cifar_batch(fh.read(), path)
+                return out
+        archive = os.path.join(folder, _CIFAR10_ARCHIVE)
+        if os.path.isfile(archive):
+            # The checksum comes first: nothing from an unverified archive is unpickled.
+            got = _sha256(archive)
+            if got != _CIFAR10_SHA256:
+                raise DatasetError(f"{archive} is corrupt or truncated: sha256 {got}, expected {_CIFAR10_SHA256}. "
+                                   "Delete it and load again.")
+            out = {}
+            with tarfile.open(archive, "r:gz") as tar:
+                for n in names:
+                    member = f"{_CIFAR10_FOLDER}/{n}"
+                    try:
+                        fh = tar.extractfile(member)
+                    except KeyError:
+                        fh = None
+                    if fh is None:
+                        raise DatasetError(f"{archive} has no file {member}")
+                    out[n] = _read_cifar_batch(fh.read(), f"{archive}:{member}")
+            return out
+    reason = ""
+    if download:
+        try:
+            _download(_CIFAR10_URL, os.path.join(cache, _CIFAR10_ARCHIVE), _CIFAR10_SHA256)
+            return _cifar10_batches(cache, download=False)
+        except OSError as exc:
+            reason = f" (download failed: {exc})"
+    raise DatasetError(f"CIFAR-10 not found{reason}. Put {_CIFAR10_ARCHIVE} or its extracted {_CIFAR10_FOLDER}/ "
+                       f"folder in data_dir or in $SGN_DATA_DIR/cifar10/; searched: {candidates}.")
+
+
+def load_cifar10(data_dir: str | None = None, flatten: bool = False, floatX: str = "float32",
+                 download: bool = True) -> Split:
+    """CIFAR-10 from the official python archive ``cifar-10-python.tar.gz`` or its extracted folder.
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Folder holding ``cifar-10-python.tar.gz``, or the extracted ``cifar-10-batches-py/``
+        folder, or the files ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` themselves;
+        otherwise ``$SGN_DATA_DIR/cifar10``, then ``~/.cache/sgn/cifar10``.
+    flatten : bool
+        False (the paper's conv_net.py): images (n, 3, 32, 32), each image and channel
+        standardised by its own mean and std.  True: (n, 3072) in CHW order, scaled by 255.
+    floatX : {"float32", "float64"}
+    download : bool
+        Download the archive (170 MB) from the official site when it is nowhere found.
+
+    Returns
+    -------
+    Split
+        50,000 training images (the five data batches in order) and 10,000 test images of
+        dtype ``floatX``; labels int32 class indices of shape (n,).
+
+    Raises
+    ------
+    DatasetError
+        Files missing and not downloadable; an archive whose sha256 is not the official one
+        (checked before anything in it is read); or a batch that is not in the official
+        format, including one that references any global other than NumPy's array
+        reconstructors (the batches are pickles, read by a restricted unpickler).
+    """
+    check_value("floatX", floatX, Options(("float32", "float64")), "load_cifar10")
+    check_value("flatten", flatten, Boolean(), "load_cifar10")
+    batches = _cifar10_batches(data_dir, download)
+    x_train = np.concatenate([batches[n][0] for n in _CIFAR10_TRAIN])
+    y_train = np.concatenate([batches[n][1] for n in _CIFAR10_TRAIN])
+    x_test, y_test = batches[_CIFAR10_TEST]
+    return Split(_preprocess_images(x_train, flatten, floatX), y_train,
+                 _preprocess_images(x_test, flatten, floatX), y_test)
