@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sgn-installed
 DEMO_BUDGET ?= 6
 
-.PHONY: install demo test clean
+.PHONY: install demo test docs clean
 
 $(STAMP): setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,5 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Warnings are errors; tests/test_docs.py runs the same build.
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache *.egg-info
+	rm -rf $(VENV) demo_output docs/_build .pytest_cache *.egg-info

@@ -124,7 +124,8 @@ class FlatParameterModel:
 
         Parameters
         ----------
-        x : ndarray of shape (B, *input_shape)
+        x : ndarray of shape (B, ...)
+            B inputs of shape ``input_shape``.
 
         Returns
         -------

@@ -473,8 +473,8 @@ class SGN(_Optimizer):
 
         Parameters
         ----------
-        x : array_like of shape (B, *input_shape), real
-            Inputs; cast to the dtype of ``X``.
+        x : array_like of shape (B, ...), real
+            B inputs of the model's ``input_shape``; cast to the dtype of ``X``.
         y : array_like
             Class indices of shape (B,) or regression targets of shape (B, d_out).
 
