@@ -91,7 +91,9 @@ class FlatParameterModel:
             else np.zeros(0, dtype=floatX)
         self.slots = slots
         self._slot_by_name = {s.name: s for s in slots}
-        self.theta = pytensor.shared(flat.astype(floatX), name="theta")
+        # A static length lets PyTensor fold every slice bound and reshape of θ to a constant
+        # (JAX compiles only reshapes whose shapes are known at trace time).
+        self.theta = pytensor.shared(flat.astype(floatX), name="theta", shape=flat.shape)
         self.n_params = int(flat.size)
         self._forward_fn = None
 

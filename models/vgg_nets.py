@@ -211,7 +211,9 @@ class VGG(FlatParameterModel):
 
     def _build(self) -> None:
         C, H, W = self.input_shape
-        h = self.X.dimshuffle(0, 2, 3, 1)  # NCHW -> NHWC: convolutions become single GEMMs
+        # Static image sizes: every later shape folds to a constant (the JAX backend needs them).
+        x = pt.specify_shape(self.X, (None, C, H, W))
+        h = x.dimshuffle(0, 2, 3, 1)  # NCHW -> NHWC: convolutions become single GEMMs
         n_conv = 0
         for layer in self.conv_layers:
             if layer["type"] == "CONV":

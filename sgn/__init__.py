@@ -10,10 +10,14 @@ models
     ``mlp`` (``from sgn.models import mlp``).
 """
 
-from . import losses
-from ._validation import InvalidParameterError, UnknownParameterError
-from .checkpoint import CheckpointError
-from .optimizers import SGD, SGN, NonFiniteStepError
+from .backends import configure_blas
+
+configure_blas()  # before anything compiles: link PyTensor's C backend to a real BLAS
+
+from . import losses  # noqa: E402
+from ._validation import InvalidParameterError, UnknownParameterError  # noqa: E402
+from .checkpoint import CheckpointError  # noqa: E402
+from .optimizers import SGD, SGN, NonFiniteStepError  # noqa: E402
 
 __version__ = "0.1.0"
 

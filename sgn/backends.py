@@ -1,10 +1,86 @@
-"""Choice of the PyTensor backend (compilation mode) in one place."""
+"""Choice of the PyTensor backend (compilation mode), and the BLAS its C backend links.
+
+A pip-installed PyTensor finds no BLAS to link: its C backend then runs ``Dot22``, ``Gemv``
+and ``Ger`` as Python thunks (``numpy.dot`` and SciPy calls, one interpreter round trip per
+matrix product, also inside the CG ``scan``) and warns that "operations that might benefit
+from BLAS will be severely degraded".  ``sgn`` depends on ``scipy-openblas32``, the
+OpenBLAS build that SciPy ships as a wheel, and points PyTensor at it on import
+(:func:`configure_blas`).  That library prefixes its symbols (``scipy_dgemm_``), so the
+Fortran names PyTensor's C code calls are mapped to them with preprocessor defines.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-__all__ = ["resolve_mode"]
+__all__ = ["resolve_mode", "is_jax", "configure_blas", "blas_info"]
+
+# Every Fortran BLAS routine PyTensor's C code declares (pytensor/tensor/blas_headers.py, blas_c.py).
+_BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "scal", "copy", "swap", "symv", "syrk", "trsm")
+
+_BLAS_STATE: dict[str, str] = {"source": "not configured", "ldflags": ""}
+
+
+def _user_set_blas() -> bool:
+    """Whether the user chose ``blas__ldflags`` (PYTENSOR_FLAGS or .pytensorrc), even as empty."""
+    import pytensor
+    # PyTensor may already have read (and consumed) the flag while importing: then the
+    # parameter holds a value that did not come from its default.
+    param = getattr(pytensor.config, "_config_var_dict", {}).get("blas__ldflags")
+    if param is not None and hasattr(param, "val") and not getattr(param, "is_default", True):
+        return True
+    try:
+        pytensor.config.fetch_val_for_key("blas__ldflags")
+    except KeyError:
+        return False
+    return True
+
+
+def configure_blas() -> dict[str, str]:
+    """Link PyTensor's C backend to the OpenBLAS of the ``scipy-openblas32`` wheel.
+
+    Called once by ``import sgn``.  Does nothing when the user set ``blas__ldflags``
+    (through ``PYTENSOR_FLAGS`` or ``.pytensorrc``; an explicit empty value keeps PyTensor's
+    fallback), when ``SGN_BUNDLED_BLAS=0``, or when the wheel is not installed.
+
+    Returns
+    -------
+    dict
+        ``{"source": ..., "ldflags": ...}``, as :func:`blas_info`.
+    """
+    import pytensor
+
+    if _BLAS_STATE["source"] != "not configured":
+        return dict(_BLAS_STATE)
+    if os.environ.get("SGN_BUNDLED_BLAS", "1").strip().lower() in ("0", "false", "no", "off"):
+        _BLAS_STATE.update(source="disabled by SGN_BUNDLED_BLAS=0", ldflags="")
+        return dict(_BLAS_STATE)
+    if _user_set_blas():
+        _BLAS_STATE.update(source="user (blas__ldflags)", ldflags=pytensor.config.blas__ldflags)
+        return dict(_BLAS_STATE)
+    try:
+        import scipy_openblas32 as bundled
+    except ImportError:  # e.g. a platform without the wheel: PyTensor's own detection decides
+        _BLAS_STATE.update(source="pytensor default (scipy-openblas32 not installed)", ldflags="")
+        return dict(_BLAS_STATE)
+    libdir = bundled.get_lib_dir()
+    ldflags = f"-L{libdir} -l{bundled.get_library()} -Wl,-rpath,{libdir}"
+    prefix = "scipy_"  # the symbol prefix of every scipy-openblas build
+    defines = " ".join(f"-D{t}{r}_={prefix}{t}{r}_" for r in _BLAS_ROUTINES for t in "sd")
+    pytensor.config.blas__ldflags = ldflags
+    pytensor.config.gcc__cxxflags = f"{pytensor.config.gcc__cxxflags} {defines}".strip()
+    _BLAS_STATE.update(source=f"scipy-openblas32 {getattr(bundled, '__version__', '')}".strip(), ldflags=ldflags)
+    return dict(_BLAS_STATE)
+
+
+def blas_info() -> dict[str, str]:
+    """Which BLAS PyTensor's C backend links: ``{"source": ..., "ldflags": ...}``.
+
+    ``source`` is ``"scipy-openblas32 <version>"`` after :func:`configure_blas` linked the
+    bundled library, ``"user (blas__ldflags)"`` when the user chose, or says why neither.
+    """
+    return dict(_BLAS_STATE)
 
 
 def resolve_mode(mode: Any, conv: bool = False) -> Any:
@@ -13,13 +89,14 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
     Parameters
     ----------
     mode : None, str or pytensor Mode
-        ``None`` picks the default: the C virtual machine (``"c"``), measured
-        faster than PyTensor's own default (Numba) here for the MLP step (3.9 ms
-        against 4.9 ms for an SGN step with CG 3, MNIST MLP, batch 1000) and for
-        the convolutional nets, but about 4x slower than Numba on tiny networks such
-        as the sine task's (see docs/performance.md).  ``"c"``, ``"numba"`` and
-        ``"jax"`` name a backend; any other string or a ``Mode`` object is passed to
-        PyTensor unchanged.
+        ``None`` picks the default, the C virtual machine (``"c"``) linked to the bundled
+        OpenBLAS (:func:`configure_blas`).  Measured by ``examples/bench_backends.py``
+        (docs/performance.md) against PyTensor's Numba and JAX backends on the paper's
+        networks, it is the fastest or within noise of the fastest on each, and 2x faster
+        than Numba on the convolutional nets.  ``"c"``, ``"numba"`` and ``"jax"`` name a
+        backend; ``"jax"`` compiles the whole step with XLA (the route to a GPU; the CG
+        loop is unrolled, since JAX needs static loop lengths).  Any other string or a
+        ``Mode`` object is passed to PyTensor unchanged.
     conv : bool
         Whether the graph holds convolutions (the same default today).
 
@@ -37,5 +114,15 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         if key == "numba":
             return "NUMBA"
         if key == "jax":
+            from . import _jax_ops
+            _jax_ops.register()  # the convolution Ops' JAX implementations
             return "JAX"
     return mode
+
+
+def is_jax(mode: Any) -> bool:
+    """Whether a mode (as :func:`resolve_mode` returns it) compiles with PyTensor's JAX linker."""
+    if isinstance(mode, str):
+        return mode.upper() == "JAX"
+    linker = getattr(mode, "linker", None)
+    return type(linker).__name__ == "JAXLinker"

@@ -34,7 +34,7 @@ class CGResult(NamedTuple):
 
 def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: TensorVariable,
                        max_iter: TensorVariable | int, tol: TensorVariable | float = 0.0,
-                       precond: TensorVariable | None = None) -> CGResult:
+                       precond: TensorVariable | None = None, static_steps: int | None = None) -> CGResult:
     """Build the graph of preconditioned CG for ``A x = -b`` started from ``x = 0``.
 
     Parameters
@@ -53,6 +53,12 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
     precond : TensorVariable of shape (n,), optional
         Diagonal preconditioner ``M`` (an approximation of ``A⁻¹``, applied
         elementwise as ``y = M * r``).  ``None`` means the identity.
+    static_steps : int, optional
+        Unroll the loop into exactly this many iterations, without a ``scan``:
+        iterations past ``max_iter`` or past convergence leave the state unchanged.
+        For backends that compile static loops only (JAX); ``max_iter`` must then
+        be at most ``static_steps``.  ``None`` (the default) is a ``scan`` that
+        exits as soon as CG is done.
 
     Returns
     -------
@@ -84,7 +90,7 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
 
     y0 = apply_precond(b)
 
-    def body(x, r, p, ry, done):
+    def iterate(x, r, p, ry):
         Ap = matvec(p)
         pAp = pt.dot(p, Ap)
         usable = pt.and_(pt.gt(pAp, zero), pt.gt(ry, zero))
@@ -96,21 +102,39 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         beta = pt.switch(usable, ry_new / pt.switch(usable, ry, pt.ones_like(ry)), zero)
         p_new = -y_new + beta * p
         done_new = pt.or_(pt.le(pt.max(pt.abs(r_new)), tol), pt.eq(usable, 0))
-        return (x_new, r_new, p_new, ry_new, done_new), until(done_new)
+        return x_new, r_new, p_new, ry_new, done_new
 
     init_done = pt.le(pt.max(pt.abs(b)), tol)
-    outputs = pytensor.scan(
-        body,
-        outputs_info=[pt.zeros_like(b), b, -y0, pt.dot(b, y0), init_done],
-        n_steps=max_iter,
-        name="conjugate_gradient",
-        return_updates=False,
-    )
-    xs, rs = outputs[0], outputs[1]
-    x, r = xs[-1], rs[-1]
+    init = [pt.zeros_like(b), b, -y0, pt.dot(b, y0), init_done]
+    if static_steps is None:
+        def body(x, r, p, ry, done):
+            new = iterate(x, r, p, ry)
+            return new, until(new[-1])
+
+        outputs = pytensor.scan(body, outputs_info=init, n_steps=max_iter, name="conjugate_gradient",
+                                return_updates=False)
+        xs, rs = outputs[0], outputs[1]
+        x, r = xs[-1], rs[-1]
+        n_run = xs.shape[0]
+    else:
+        if int(static_steps) < 1:
+            raise ValueError(f"static_steps must be >= 1, got {static_steps}")
+        max_iter_t = pt.as_tensor_variable(max_iter)
+        # Unrolled rather than a scan: JAX's scan needs static shapes inside the loop body,
+        # which the products' reshapes do not have once they are scan inputs.  PyTensor's
+        # merge rewrite still computes the forward quantities shared by all copies once.
+        x, r, p, ry, done = init
+        n_run = pt.constant(0, dtype="int64")
+        for k in range(int(static_steps)):
+            # Once done (or past max_iter) every state passes through unchanged.
+            active = pt.and_(pt.lt(k, max_iter_t), pt.eq(done, 0))
+            new = iterate(x, r, p, ry)
+            x, r, p, ry = (pt.switch(active, a, b_) for a, b_ in zip(new[:4], (x, r, p, ry)))
+            done = pt.switch(active, new[4], done)
+            n_run = n_run + pt.cast(active, "int64")
     # An already-converged right-hand side (|b| <= tol) must not move: the first
     # iteration would otherwise still take one step.
     x = pt.switch(init_done, pt.zeros_like(b), x)
     r = pt.switch(init_done, b, r)
-    n_iter = pt.switch(init_done, 0, xs.shape[0])
+    n_iter = pt.switch(init_done, 0, n_run)
     return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)))

@@ -28,7 +28,9 @@ def softmax_cross_entropy(logits: TensorVariable, labels: TensorVariable) -> Ten
         ``-mean_i log softmax(logits_i)[labels_i]``.
     """
     log_p = pt.special.log_softmax(logits, axis=1)
-    return -pt.mean(log_p[pt.arange(labels.shape[0]), labels])
+    # int64 bounds: with an int8 constant start, JAX's arange overflows on batches > 127.
+    rows = pt.arange(pt.constant(0, dtype="int64"), labels.shape[0], pt.constant(1, dtype="int64"))
+    return -pt.mean(log_p[rows, labels])
 
 
 def mean_squared_error(prediction: TensorVariable, target: TensorVariable) -> TensorVariable:

@@ -26,7 +26,7 @@ from pytensor.gradient import grad as pt_grad
 
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
-from .backends import resolve_mode
+from .backends import is_jax, resolve_mode
 from .cg import conjugate_gradient
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
@@ -448,8 +448,12 @@ class SGN(_Optimizer):
         def damped_product(p):
             return gauss_newton_product(out, theta, loss, p, loss_grad_out) + rho * p
 
+        # JAX compiles loops of static length only: run max(MIN, MAX) iterations, masked.
+        static_steps = None
+        if is_jax(self.mode):
+            static_steps = max(self.hyper_par["MAX_CG_ITERS"], self.hyper_par["MIN_CG_ITERS"] or 1)
         cg = conjugate_gradient(damped_product, rhs, n_cg, pt.constant(self.hyper_par["CG_TOL"], dtype=dt),
-                                precond)
+                                precond, static_steps=static_steps)
         delta = cg.x
         g_dot_delta = pt.dot(g, delta)
         # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.

@@ -17,7 +17,7 @@ from sgn.training import fit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--dataset", "sine", "--layers", "8", "8", "--solver", "SGN", "--rho", "1e-4", "--cg_max_iter", "3",
-         "--epochs", "60", "--eval_every", "0", "--floatX", "float64", "--seed", "3", "--verbose", "0"]
+         "--epochs", "300", "--eval_every", "0", "--floatX", "float64", "--seed", "3", "--verbose", "0"]
 
 
 def _comparable(results):
@@ -58,7 +58,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path):
     a = json.loads((straight / "results.json").read_text())
     b = json.loads((killed / "results.json").read_text())
     assert _comparable(a) == _comparable(b)
-    assert a["final"]["iteration"] == 60 * 7
+    assert a["final"]["iteration"] == 300 * 7
 
 
 def test_fit_resume_in_process_is_exact(tmp_path):
