@@ -25,7 +25,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
 from pytensor.tensor.variable import TensorVariable
 
 __all__ = ["Im2Col", "Col2Im", "MaxPool2D", "MaxPoolScatter", "MaxPoolGather", "conv_output_size",
@@ -384,8 +384,17 @@ def _numba_via_perform(op, node, **kwargs):
     return perform
 
 
+def _numba_via_perform_and_key(op, node, **kwargs):
+    # The compiled wrapper depends on the node's input and output types (the object-mode
+    # return type), not only on the Op's props, so the cache key names them all; a key
+    # from the props alone let a float64 build be reused for a float32 graph.
+    key = "sgn.conv:{}:{}:{}->{}".format(type(op).__qualname__, op._props(),
+                                         [str(i.type) for i in node.inputs], [str(o.type) for o in node.outputs])
+    return _numba_via_perform(op, node, **kwargs), key
+
+
 for _op_class in (Im2Col, Col2Im, MaxPool2D, MaxPoolScatter, MaxPoolGather):
-    register_funcify_default_op_cache_key(_op_class)(_numba_via_perform)
+    register_funcify_and_cache_key(_op_class)(_numba_via_perform_and_key)
 
 
 def conv2d_nhwc(x: TensorVariable, W: TensorVariable, b: TensorVariable | None, stride: int = 1,

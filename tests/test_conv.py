@@ -8,7 +8,7 @@ import pytest
 from sgn.backends import resolve_mode
 from sgn.conv import conv2d_nhwc, max_pool_nhwc
 
-MODES = {"c": resolve_mode("c"), "numba": resolve_mode("numba")}
+MODES = {"c": resolve_mode("c"), "numba": resolve_mode("numba"), "jax": resolve_mode("jax")}
 
 
 def conv_reference(x, W, b, stride, pad):
@@ -44,7 +44,8 @@ def _conv_nchw(x, W, b, stride, pad, k):
 def test_conv_forward_matches_direct_loops(mode, k, stride, pad):
     rng = np.random.default_rng((k, stride, pad))
     x, W, b = rng.normal(size=(2, 3, 9, 8)), rng.normal(size=(4, 3, k, k)), rng.normal(size=4)
-    xs, Ws, bs = pt.tensor4(), pt.tensor4(), pt.vector()
+    # Static shapes, as the vgg model declares them (the JAX backend needs them).
+    xs, Ws, bs = pt.tensor4(shape=x.shape), pt.tensor4(shape=W.shape), pt.vector(shape=b.shape)
     f = pytensor.function([xs, Ws, bs], _conv_nchw(xs, Ws, bs, stride, pad, k), mode=MODES[mode])
     assert np.allclose(f(x, W, b), conv_reference(x, W, b, stride, pad), rtol=1e-12, atol=1e-12)
 
@@ -62,7 +63,7 @@ def test_conv_gradients_match_finite_differences(k, stride, pad):
 def test_max_pool_forward_and_gradient(mode, H, q, s):
     rng = np.random.default_rng((H, q, s))
     x = rng.normal(size=(2, H, H + 1, 3))
-    xs = pt.tensor4()
+    xs = pt.tensor4(shape=x.shape)
     f = pytensor.function([xs], max_pool_nhwc(xs, q, s), mode=MODES[mode])
     assert np.array_equal(f(x), pool_reference(x, q, s))
     pytensor.gradient.verify_grad(lambda a: max_pool_nhwc(a, q, s), [x], rng=rng, mode=MODES[mode])
@@ -85,3 +86,18 @@ def test_forward_products_match_finite_differences(op):
     f = pytensor.function([xs], y, mode=MODES["c"])
     eps = 1e-6
     assert np.allclose(jv, (f(x + eps * v) - f(x - eps * v)) / (2 * eps), atol=1e-7)
+
+
+def test_numba_ops_are_not_reused_across_dtypes():
+    # The Numba wrappers are cached by a key that names the node's types: a float64 build
+    # must not be served for a float32 graph (or the reverse).
+    rng = np.random.default_rng(11)
+    for dtype in ("float64", "float32", "float64"):
+        x = rng.normal(size=(3, 6, 6, 2)).astype(dtype)
+        xs = pt.tensor4(dtype=dtype)
+        y = max_pool_nhwc(xs, 2, 2)
+        f = pytensor.function([xs], [y, pytensor.grad(y.sum(), xs)], mode=MODES["numba"])
+        out, g = f(x)
+        assert out.dtype == dtype and g.dtype == dtype
+        assert np.array_equal(out, pool_reference(x, 2, 2).astype(dtype))
+        assert g.sum() == out.size  # one unit of gradient per window, at its maximum
