@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["resolve_mode", "is_jax", "configure_blas", "blas_info"]
+__all__ = ["resolve_mode", "has_conv_ops", "is_jax", "configure_blas", "blas_info"]
 
 # Every Fortran BLAS routine PyTensor's C code declares (pytensor/tensor/blas_headers.py, blas_c.py).
 _BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "scal", "copy", "swap", "symv", "syrk", "trsm")
@@ -98,7 +98,11 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         loop is unrolled, since JAX needs static loop lengths).  Any other string or a
         ``Mode`` object is passed to PyTensor unchanged.
     conv : bool
-        Whether the graph holds convolutions (the same default today).
+        Whether the graph holds convolutions (see :func:`has_conv_ops`).  The C backend
+        then keeps intermediate arrays between calls (``allow_gc=False``): the patch
+        matrices of a convolution are 50–200 MB at batch 1000, and freeing and
+        re-faulting them on every call measured up to 1.3x the gradient's time
+        (docs/performance.md).  It costs that memory between steps.
 
     Returns
     -------
@@ -110,6 +114,9 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         key = mode.lower()
         if key in ("c", "cvm"):
             from pytensor.compile.mode import Mode
+            if conv:
+                from pytensor.link.vm import VMLinker
+                return Mode(linker=VMLinker(allow_gc=False, use_cloop=True, c_thunks=True), optimizer="fast_run")
             return Mode(linker="cvm", optimizer="fast_run")
         if key == "numba":
             return "NUMBA"
@@ -126,3 +133,11 @@ def is_jax(mode: Any) -> bool:
         return mode.upper() == "JAX"
     linker = getattr(mode, "linker", None)
     return type(linker).__name__ == "JAXLinker"
+
+
+def has_conv_ops(*outputs: Any) -> bool:
+    """Whether the graphs of ``outputs`` contain the convolution or pooling Ops of :mod:`sgn.conv`."""
+    from pytensor.graph.traversal import applys_between
+
+    from .conv import Im2Col, MaxPool2D
+    return any(isinstance(node.op, (Im2Col, MaxPool2D)) for node in applys_between([], list(outputs)))

@@ -158,6 +158,9 @@ class Im2Col(Op):
         x = inputs[0]
         return [Col2Im(self.kh, self.kw, self.stride, self.pad)(cotangents[0], x.shape[1], x.shape[2])]
 
+    def pushforward(self, inputs, outputs, tangents):
+        return [self(tangents[0])]  # linear
+
 
 class Col2Im(Op):
     """Adjoint of :class:`Im2Col`: scatter-add a patch matrix back into NHWC images.
@@ -200,6 +203,9 @@ class Col2Im(Op):
         from pytensor.gradient import disconnected_type
         return [Im2Col(self.kh, self.kw, self.stride, self.pad)(cotangents[0]),
                 disconnected_type(), disconnected_type()]
+
+    def pushforward(self, inputs, outputs, tangents):
+        return [self(tangents[0], inputs[1], inputs[2])]  # linear in cols
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +307,11 @@ class MaxPool2D(_PoolOp):
     def pullback(self, inputs, outputs, cotangents):
         return [MaxPoolScatter(self.pool, self.stride)(inputs[0], outputs[1], cotangents[0])]
 
+    def pushforward(self, inputs, outputs, tangents):
+        # Locally linear: the tangent of each window's maximum is the tangent at its arg-max.
+        from pytensor.gradient import disconnected_type
+        return [MaxPoolGather(self.pool, self.stride)(inputs[0], outputs[1], tangents[0]), disconnected_type()]
+
 
 class _PoolRoute(_PoolOp):
     """Shared part of the two linear routing Ops ``(x, argmax, g) -> routed g``.
@@ -321,6 +332,9 @@ class _PoolRoute(_PoolOp):
         from pytensor.gradient import disconnected_type
         adjoint = self._adjoint(self.pool, self.stride)
         return [disconnected_type(), disconnected_type(), adjoint(inputs[0], inputs[1], cotangents[0])]
+
+    def pushforward(self, inputs, outputs, tangents):
+        return [self(inputs[0], inputs[1], tangents[2])]  # linear in g; x and argmax are constants
 
 
 class MaxPoolScatter(_PoolRoute):

@@ -41,7 +41,7 @@ def output_loss_gradient(loss: Variable, out: Variable) -> TensorVariable:
 
 
 def gauss_newton_product(out: Variable, theta: Variable, loss: Variable, v: Variable,
-                         loss_grad_out: Variable | None = None) -> TensorVariable:
+                         loss_grad_out: Variable | None = None, forward: str = "pullback") -> TensorVariable:
     """Symbolic undamped Gauss–Newton product ``Jᵀ H J v`` (paper, eq. 13, mini-batch form).
 
     Parameters
@@ -57,6 +57,12 @@ def gauss_newton_product(out: Variable, theta: Variable, loss: Variable, v: Vari
         The vector to multiply.
     loss_grad_out : TensorVariable of shape (B, d_out), optional
         ``∂L/∂z`` if the caller already built it (lets graphs share it).
+    forward : {"pullback", "direct"}
+        How ``J v`` is built.  ``"pullback"``: PyTensor's default ``pushforward``, two
+        pullbacks (Towns 2017), which works on every graph that has a gradient.
+        ``"direct"``: each Op's own forward-mode rule (``Op.pushforward``), one pass
+        like a forward evaluation; every Op between ``theta`` and ``out`` must have one
+        (the convolution and pooling Ops of :mod:`sgn.conv` do).
 
     Returns
     -------
@@ -65,14 +71,15 @@ def gauss_newton_product(out: Variable, theta: Variable, loss: Variable, v: Vari
 
     Notes
     -----
-    The forward product uses PyTensor's default ``pushforward`` (two pullbacks,
-    Towns 2017), which works on every graph that has a gradient.  Only the part
+    Only the part
     of the loss that flows through ``out`` contributes to ``H``; a term of the
     loss that depends on ``theta`` directly (e.g. weight decay) is not part of
     the Gauss–Newton curvature.
     """
     if loss_grad_out is None:
         loss_grad_out = output_loss_gradient(loss, out)
-    jv = pushforward(out, theta, v)
+    if forward not in ("pullback", "direct"):
+        raise ValueError(f"forward must be 'pullback' or 'direct', got {forward!r}")
+    jv = pushforward(out, theta, v, use_op_pushforward=forward == "direct")
     hjv = pullback(loss_grad_out, out, jv)
     return pullback(out, theta, hjv)

@@ -26,7 +26,7 @@ from pytensor.gradient import grad as pt_grad
 
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
-from .backends import is_jax, resolve_mode
+from .backends import has_conv_ops, is_jax, resolve_mode
 from .cg import conjugate_gradient
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
@@ -149,7 +149,7 @@ class _Optimizer:
             # upcast the whole step.
             obj_fun = pt.cast(obj_fun, self.dtype)
             self.obj_fun = obj_fun
-        self.mode = resolve_mode(mode)
+        self.mode = resolve_mode(mode, conv=has_conv_ops(obj_fun))
         self.pred_sym = getattr(net, "pred_sym", net.out_sym)
         self.grad_sym = pt_grad(obj_fun, theta)
         self._cost_fn = None
