@@ -74,3 +74,13 @@ def test_plot_makes_figures_and_a_table(tmp_path):
     assert "| SGD (0.1) | 40.0 | 2 | 2 |" in table and "| SGN (3) | 45.0 | 2 | 2 |" in table
     assert plot.main([str(folder), "--out", str(tmp_path / "fig"), "--snap", "5"]) == 0
     assert len(os.listdir(tmp_path / "fig")) == 4
+
+
+def test_bench_backends_prints_one_row_per_backend():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_backends.py"), "--nets", "sine",
+                           "--backends", "c", "numba", "--repeats", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(r["net"], r["backend"]) for r in rows] == [("sine", "c"), ("sine", "numba")]
+    assert all(r["step_ms"] > 0 and r["n_params"] == 901 for r in rows)
+    assert "| sine | 901 | 1000 |" in proc.stdout and "BLAS: scipy-openblas32" in proc.stdout
