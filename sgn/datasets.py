@@ -140,6 +140,16 @@ def _download(url: str, dest: str, sha256: str) -> None:
             os.unlink(tmp)
 
 
+def _search_folders(name: str, data_dir: str | None) -> list[str]:
+    """The search order of every loader: ``data_dir``, ``$SGN_DATA_DIR/<name>``, the user cache (last)."""
+    import os
+    folders = [os.fspath(data_dir)] if data_dir is not None else []
+    if os.environ.get("SGN_DATA_DIR"):
+        folders.append(os.path.join(os.environ["SGN_DATA_DIR"], name))
+    folders.append(_cache_dir(name))
+    return folders
+
+
 def _locate(name: str, data_dir: str | None, download: bool) -> str:
     """The folder holding all of ``name``'s files, verified by sha256.
 
@@ -148,13 +158,8 @@ def _locate(name: str, data_dir: str | None, download: bool) -> str:
     """
     import os
     spec = _IDX_FILES[name]
-    candidates = []
-    if data_dir is not None:
-        candidates.append(os.fspath(data_dir))
-    if os.environ.get("SGN_DATA_DIR"):
-        candidates.append(os.path.join(os.environ["SGN_DATA_DIR"], name))
-    cache = _cache_dir(name)
-    candidates.append(cache)
+    candidates = _search_folders(name, data_dir)
+    cache = candidates[-1]
     for folder in candidates:
         if all(os.path.isfile(os.path.join(folder, f)) for f in spec["files"]):
             for f, digest in spec["files"].items():
@@ -265,11 +270,8 @@ _BOSTON_NPZ = ("boston_housing.npz", "f553886a1f8d56431e820c5b82552d9d95cfcb96d1
 
 def _boston_arrays(data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
     import os
-    candidates = [os.fspath(d) for d in (data_dir,) if d is not None]
-    if os.environ.get("SGN_DATA_DIR"):
-        candidates.append(os.path.join(os.environ["SGN_DATA_DIR"], "boston"))
-    cache = _cache_dir("boston")
-    candidates.append(cache)
+    candidates = _search_folders("boston", data_dir)
+    cache = candidates[-1]
     for folder in candidates:
         csv = os.path.join(folder, _BOSTON_CSV[0])
         npz = os.path.join(folder, _BOSTON_NPZ[0])
@@ -403,11 +405,8 @@ def _cifar10_batches(data_dir: str | None, download: bool) -> dict[str, tuple[np
     import tarfile
 
     names = _CIFAR10_TRAIN + (_CIFAR10_TEST,)
-    candidates = [os.fspath(d) for d in (data_dir,) if d is not None]
-    if os.environ.get("SGN_DATA_DIR"):
-        candidates.append(os.path.join(os.environ["SGN_DATA_DIR"], "cifar10"))
-    cache = _cache_dir("cifar10")
-    candidates.append(cache)
+    candidates = _search_folders("cifar10", data_dir)
+    cache = candidates[-1]
     for folder in candidates:
         # The extracted folder, given itself or as the archive's top-level folder inside ``folder``.
         for extracted in (folder, os.path.join(folder, _CIFAR10_FOLDER)):
