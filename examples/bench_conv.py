@@ -6,6 +6,16 @@ pass, one gradient and one G·v.  When PyTorch is installed (``pip install -e .[
 an identical PyTorch CPU network with the same weights is timed in the same rounds
 (interleaved, so both see the same machine load), G·v via ``torch.func.jvp``/``vjp``.
 
+Two G·v figures are reported:
+
+* ``gnvp_ms``: one G·v from scratch, forward pass included (torch: ``jvp`` then ``vjp``);
+* ``gnvp_cg_ms``: one G·v as SGN evaluates it, inside its compiled CG loop, where the
+  forward pass of the mini-batch is computed once per step and shared by every
+  iteration.  Measured as the marginal cost of an iteration, ``(t(CG 5) - t(CG 1)) / 4``,
+  of the same ``conjugate_gradient`` graph the optimizer builds.  The torch figure is one
+  iteration's ``A(v)`` of ``examples/torch_sgn.py``: ``jvp`` (forward + tangent) and the
+  ``vjp`` closure of the step's one forward pass.
+
 Prints one JSON object per network per line::
 
     python examples/bench_conv.py --repeats 15
@@ -28,11 +38,13 @@ import pytensor.tensor as pt  # noqa: E402
 from pytensor.gradient import grad  # noqa: E402
 
 from sgn import losses  # noqa: E402
+from sgn.cg import conjugate_gradient  # noqa: E402
 from sgn.gauss_newton import gauss_newton_product  # noqa: E402
 from sgn.models import load_architecture, vgg  # noqa: E402
-from sgn.backends import resolve_mode  # noqa: E402
+from sgn.backends import is_jax, resolve_mode  # noqa: E402
 
 NETS = {"fashion": ("architecture_1", (1, 28, 28)), "cifar10": ("architecture_4", (3, 32, 32))}
+CG_LONG = 5  # iterations of the long CG run; the short one runs 1
 
 
 def build_pytensor(arch: dict, shape: tuple, mode):
@@ -44,7 +56,23 @@ def build_pytensor(arch: dict, shape: tuple, mode):
     forward = pytensor.function([X], net.out_sym, mode=mode)
     gradient = pytensor.function([X, y], [loss, grad(loss, net.theta)], mode=mode)
     gnvp = pytensor.function([X, y, v], gauss_newton_product(net.out_sym, net.theta, loss, v), mode=mode)
-    return net, forward, gradient, gnvp, time.perf_counter() - start
+    compile_s = time.perf_counter() - start
+    # CG on (G + ρI) x = -v as the SGN step builds it: a scan with a symbolic iteration
+    # count (one function for both counts), or an unrolled loop on JAX.
+    gout = grad(loss, net.out_sym)
+
+    def damped(p):
+        return gauss_newton_product(net.out_sym, net.theta, loss, p, loss_grad_out=gout) + np.float32(1e-4) * p
+
+    if is_jax(mode):
+        cg_fns = {k: pytensor.function([X, y, v], conjugate_gradient(damped, v, k, 0.0, static_steps=k).x, mode=mode)
+                  for k in (1, CG_LONG)}
+        cg = {k: (lambda xb, yb, vb, f=f: f(xb, yb, vb)) for k, f in cg_fns.items()}
+    else:
+        n = pt.iscalar("n")
+        cg_fn = pytensor.function([X, y, v, n], conjugate_gradient(damped, v, n, 0.0).x, mode=mode)
+        cg = {k: (lambda xb, yb, vb, k=k: cg_fn(xb, yb, vb, k)) for k in (1, CG_LONG)}
+    return net, forward, gradient, gnvp, cg, compile_s
 
 
 def build_torch(net, arch: dict, shape: tuple):
@@ -107,12 +135,21 @@ def torch_functions(model, xb, yb, vb):
     def f(p):
         return functional_call(model, p, (x,))
 
+    def hessian_product(out, jv):
+        s = torch.softmax(out, 1)
+        return (s * jv - s * (s * jv).sum(1, keepdim=True)) / x.shape[0]
+
     def gnvp():
         out, jv = jvp(f, (params,), (tangents,))
-        s = torch.softmax(out, 1)
-        hjv = (s * jv - s * (s * jv).sum(1, keepdim=True)) / x.shape[0]
-        return vjp(f, params)[1](hjv)[0]
-    return forward, gradient, gnvp
+        return vjp(f, params)[1](hessian_product(out, jv))[0]
+
+    # In a CG loop the step's forward pass and its vjp closure are made once (torch_sgn.py).
+    step_out, step_vjp = vjp(f, params)
+    step_out = step_out.detach()
+
+    def gnvp_cg():
+        return step_vjp(hessian_product(step_out, jvp(f, (params,), (tangents,))[1]))[0]
+    return forward, gradient, gnvp, gnvp_cg
 
 
 def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 3, before=None) -> dict[str, float]:
@@ -152,25 +189,32 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.nets:
         arch_name, shape = NETS[name]
         arch = load_architecture(arch_name)
-        net, forward, gradient, gnvp, compile_s = build_pytensor(arch, shape, mode)
+        net, forward, gradient, gnvp, cg, compile_s = build_pytensor(arch, shape, mode)
         xb = rng.normal(size=(args.batch, *shape)).astype("float32")
         yb = rng.integers(0, 10, args.batch).astype("int32")
         vb = rng.normal(size=net.n_params).astype("float32")
-        fns = {"forward": lambda: forward(xb), "grad": lambda: gradient(xb, yb), "gnvp": lambda: gnvp(xb, yb, vb)}
+        fns = {"forward": lambda: forward(xb), "grad": lambda: gradient(xb, yb), "gnvp": lambda: gnvp(xb, yb, vb),
+               "cg_short": lambda: cg[1](xb, yb, vb), "cg_long": lambda: cg[CG_LONG](xb, yb, vb)}
         if have_torch:
             model = build_torch(net, arch, shape)
-            tf, tg, tv = torch_functions(model, xb, yb, vb)
+            tf, tg, tv, tvc = torch_functions(model, xb, yb, vb)
             # The two implementations compute the same network: check before timing.
             assert np.allclose(tf().numpy(), forward(xb), rtol=1e-3, atol=1e-4), "torch/pytensor outputs differ"
-            fns.update({"torch_forward": tf, "torch_grad": tg, "torch_gnvp": tv})
+            fns.update({"torch_forward": tf, "torch_grad": tg, "torch_gnvp": tv, "torch_gnvp_cg": tvc})
         record = {"net": name, "batch": args.batch, "mode": str(args.mode or "default"),
                   "compile_s": round(compile_s, 2), "repeats": args.repeats}
-        for key, ms in interleaved_medians_ms(fns, args.repeats, warmup=3).items():
-            record[f"{key}_ms"] = ms
+        medians = interleaved_medians_ms(fns, args.repeats, warmup=3)
+        cg_short, cg_long = medians.pop("cg_short"), medians.pop("cg_long")
+        medians["gnvp_cg"] = round((cg_long - cg_short) / (CG_LONG - 1), 2)
+        for key in ("forward", "grad", "gnvp", "gnvp_cg", "torch_forward", "torch_grad", "torch_gnvp",
+                    "torch_gnvp_cg"):
+            if key in medians:
+                record[f"{key}_ms"] = medians[key]
         if have_torch:
-            for key in ("forward", "grad", "gnvp"):
+            for key in ("forward", "grad", "gnvp", "gnvp_cg"):
                 record[f"{key}_ratio"] = round(record[f"{key}_ms"] / record[f"torch_{key}_ms"], 2)
         record["gnvp_over_grad"] = round(record["gnvp_ms"] / record["grad_ms"], 2)
+        record["gnvp_cg_over_grad"] = round(record["gnvp_cg_ms"] / record["grad_ms"], 2)
         print(json.dumps(record), flush=True)
     return 0
 

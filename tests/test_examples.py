@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,3 +85,15 @@ def test_bench_backends_prints_one_row_per_backend():
     assert [(r["net"], r["backend"]) for r in rows] == [("sine", "c"), ("sine", "numba")]
     assert all(r["step_ms"] > 0 and r["n_params"] == 901 for r in rows)
     assert "| sine | 901 | 1000 |" in proc.stdout and "BLAS: scipy-openblas32" in proc.stdout
+
+
+def test_bench_conv_prints_the_documented_keys():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_conv.py"), "--nets", "fashion",
+                           "--batch", "4", "--repeats", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert row["net"] == "fashion" and row["batch"] == 4
+    for key in ("forward_ms", "grad_ms", "gnvp_ms"):
+        assert row[key] > 0
+    # The per-iteration figure is a difference of two medians: finite, and it names its ratio.
+    assert np.isfinite(row["gnvp_cg_ms"]) and row["gnvp_cg_over_grad"] == round(row["gnvp_cg_ms"] / row["grad_ms"], 2)

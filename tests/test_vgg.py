@@ -85,6 +85,61 @@ def test_gn_vector_product_matches_dense_jacobian(tiny_vgg):
     assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-8
 
 
+def _literal_order_output(net):
+    """The network's output built layer by layer in the spec's order (bias and ACT before POOL),
+    from the stock conv/pool functions and the same θ: the reference for vgg's reordering."""
+    from sgn.conv import conv2d_nhwc, max_pool_nhwc
+    h = net.X.dimshuffle(0, 2, 3, 1)
+    n_conv = 0
+    for layer in net.conv_layers:
+        if layer["type"] == "CONV":
+            k = layer["filter_size"]
+            h = conv2d_nhwc(h, net.param(f"conv{n_conv}_W"), net.param(f"conv{n_conv}_b"), layer["stride"],
+                            layer["padding"], (k, k))
+            n_conv += 1
+        elif layer["type"] == "ACT":
+            h = pt.maximum(h, 0) if layer["activation"] == "relu" else pt.sigmoid(h)
+        else:
+            h = max_pool_nhwc(h, layer["pool_size"], layer["stride"])
+    h = h.dimshuffle(0, 3, 1, 2).flatten(2)
+    for j, layer in enumerate(net.mlp_layers):
+        h = pt.maximum(pt.dot(h, net.param(f"fc{j}_W")) + net.param(f"fc{j}_b"), 0)
+    return pt.dot(h, net.param("out_W")) + net.param("out_b")
+
+
+def test_pooling_before_bias_and_activation_is_the_same_network():
+    # vgg applies a CONV's bias and its ACTs after the POOLs that follow; every mix of
+    # sigmoid/relu, overlapping pools, two pools in a row and a trailing bias must give the
+    # literal-order network's output, gradient and G·v.
+    from sgn.gauss_newton import gauss_newton_product
+    conv = {"layer0": {"type": "CONV", "num_filters": 3, "filter_size": 3, "padding": 1},
+            "layer1": {"type": "ACT", "activation": "sigmoid"},
+            "layer2": {"type": "POOL", "pool_size": 3, "stride": 1},
+            "layer3": {"type": "ACT", "activation": "relu"},
+            "layer4": {"type": "CONV", "num_filters": 4, "filter_size": 2, "stride": 2, "padding": 1},
+            "layer5": {"type": "POOL", "pool_size": 2, "stride": 1},
+            "layer6": {"type": "ACT", "activation": "relu"},
+            "layer7": {"type": "POOL", "pool_size": 2, "stride": 1},
+            "layer8": {"type": "CONV", "num_filters": 2, "filter_size": 1}}
+    mlp = {"layer0": {"type": "FC", "output_size": 4, "activation": "relu"}}
+    X, y = pt.tensor4("X"), pt.ivector("y")
+    net = vgg(X, y, (2, 9, 9), 3, conv, mlp, seed=3)
+    net.theta.set_value(np.random.default_rng(5).normal(scale=0.7, size=net.n_params))  # nonzero biases too
+    ref = _literal_order_output(net)
+    v = pt.vector("v")
+    outs = []
+    for out in (net.out_sym, ref):
+        loss = losses.softmax_cross_entropy(out, y)
+        outs.append(pytensor.function([X, y, v], [out, pytensor.gradient.grad(loss, net.theta),
+                                                  gauss_newton_product(out, net.theta, loss, v)]))
+    rng = np.random.default_rng(4)
+    xb, yb, vb = rng.normal(size=(5, 2, 9, 9)), rng.integers(0, 3, 5).astype("int32"), rng.normal(size=net.n_params)
+    got, want = outs[0](xb, yb, vb), outs[1](xb, yb, vb)
+    for g, w in zip(got, want):
+        assert np.abs(w).max() > 0
+        assert np.allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("conv,match", [
     ({"layer0": {"type": "CONV", "num_filters": 2, "filter_size": 9}}, r"layer0.*CONV 9x9.*1x5x5 input.*-3x-3"),
     ({"layer0": {"type": "POOL", "pool_size": 6}}, r"layer0.*POOL 6x6.*1x5x5"),
