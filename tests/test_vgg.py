@@ -1,6 +1,7 @@
 """The vgg model: shipped architectures, geometry checks, G·v against a dense reference, training."""
 
 import os
+import sys
 
 import numpy as np
 import pytensor
@@ -11,6 +12,7 @@ from sgn import SGN, InvalidParameterError, losses
 from sgn.datasets import load_mnist
 from sgn.models import ARCHITECTURES, load_architecture, vgg
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
 
 
@@ -85,32 +87,12 @@ def test_gn_vector_product_matches_dense_jacobian(tiny_vgg):
     assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-8
 
 
-def _literal_order_output(net):
-    """The network's output built layer by layer in the spec's order (bias and ACT before POOL),
-    from the stock conv/pool functions and the same θ: the reference for vgg's reordering."""
-    from sgn.conv import conv2d_nhwc, max_pool_nhwc
-    h = net.X.dimshuffle(0, 2, 3, 1)
-    n_conv = 0
-    for layer in net.conv_layers:
-        if layer["type"] == "CONV":
-            k = layer["filter_size"]
-            h = conv2d_nhwc(h, net.param(f"conv{n_conv}_W"), net.param(f"conv{n_conv}_b"), layer["stride"],
-                            layer["padding"], (k, k))
-            n_conv += 1
-        elif layer["type"] == "ACT":
-            h = pt.maximum(h, 0) if layer["activation"] == "relu" else pt.sigmoid(h)
-        else:
-            h = max_pool_nhwc(h, layer["pool_size"], layer["stride"])
-    h = h.dimshuffle(0, 3, 1, 2).flatten(2)
-    for j, layer in enumerate(net.mlp_layers):
-        h = pt.maximum(pt.dot(h, net.param(f"fc{j}_W")) + net.param(f"fc{j}_b"), 0)
-    return pt.dot(h, net.param("out_W")) + net.param("out_b")
-
-
 def test_pooling_before_bias_and_activation_is_the_same_network():
     # vgg applies a CONV's bias and its ACTs after the POOLs that follow; every mix of
     # sigmoid/relu, overlapping pools, two pools in a row and a trailing bias must give the
     # literal-order network's output, gradient and G·v.
+    from bench_pool_order import literal_order_output  # the benchmark's reference, tested here
+
     from sgn.gauss_newton import gauss_newton_product
     conv = {"layer0": {"type": "CONV", "num_filters": 3, "filter_size": 3, "padding": 1},
             "layer1": {"type": "ACT", "activation": "sigmoid"},
@@ -125,7 +107,7 @@ def test_pooling_before_bias_and_activation_is_the_same_network():
     X, y = pt.tensor4("X"), pt.ivector("y")
     net = vgg(X, y, (2, 9, 9), 3, conv, mlp, seed=3)
     net.theta.set_value(np.random.default_rng(5).normal(scale=0.7, size=net.n_params))  # nonzero biases too
-    ref = _literal_order_output(net)
+    ref = literal_order_output(net)
     v = pt.vector("v")
     outs = []
     for out in (net.out_sym, ref):
