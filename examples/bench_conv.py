@@ -47,32 +47,47 @@ NETS = {"fashion": ("architecture_1", (1, 28, 28)), "cifar10": ("architecture_4"
 CG_LONG = 5  # iterations of the long CG run; the short one runs 1
 
 
-def build_pytensor(arch: dict, shape: tuple, mode):
-    X, y = pt.tensor4("X"), pt.ivector("y")
-    net = vgg(X, y, shape, 10, arch["conv_layers"], arch["mlp_layers"], seed=0)
-    loss = losses.softmax_cross_entropy(net.out_sym, y)
-    v = pt.vector("v", dtype="float32")
-    start = time.perf_counter()
-    forward = pytensor.function([X], net.out_sym, mode=mode)
-    gradient = pytensor.function([X, y], [loss, grad(loss, net.theta)], mode=mode)
-    gnvp = pytensor.function([X, y, v], gauss_newton_product(net.out_sym, net.theta, loss, v), mode=mode)
-    compile_s = time.perf_counter() - start
-    # CG on (G + ρI) x = -v as the SGN step builds it: a scan with a symbolic iteration
-    # count (one function for both counts), or an unrolled loop on JAX.
-    gout = grad(loss, net.out_sym)
+def compile_products(net, out, mode):
+    """Compiled forward pass, (loss, gradient) and G·v of the logits ``out`` of ``net``."""
+    X, y, v = net.X, net.y_hat, pt.vector("v", dtype=net.theta.dtype)
+    loss = losses.softmax_cross_entropy(out, y)
+    return (pytensor.function([X], out, mode=mode),
+            pytensor.function([X, y], [loss, grad(loss, net.theta)], mode=mode),
+            pytensor.function([X, y, v], gauss_newton_product(out, net.theta, loss, v), mode=mode))
+
+
+def compile_cg(net, out, mode) -> dict:
+    """``{1: f, CG_LONG: f}``: ``f(X, y, v)`` runs that many CG iterations on (G + ρI) x = -v.
+
+    The graph is the SGN step's: a scan with a symbolic iteration count (one compiled
+    function for both counts), or an unrolled loop on JAX.
+    """
+    X, y, v = net.X, net.y_hat, pt.vector("v", dtype=net.theta.dtype)
+    loss = losses.softmax_cross_entropy(out, y)
+    gout = grad(loss, out)
 
     def damped(p):
-        return gauss_newton_product(net.out_sym, net.theta, loss, p, loss_grad_out=gout) + np.float32(1e-4) * p
+        return gauss_newton_product(out, net.theta, loss, p, loss_grad_out=gout) + np.asarray(1e-4, p.dtype) * p
 
     if is_jax(mode):
-        cg_fns = {k: pytensor.function([X, y, v], conjugate_gradient(damped, v, k, 0.0, static_steps=k).x, mode=mode)
-                  for k in (1, CG_LONG)}
-        cg = {k: (lambda xb, yb, vb, f=f: f(xb, yb, vb)) for k, f in cg_fns.items()}
-    else:
-        n = pt.iscalar("n")
-        cg_fn = pytensor.function([X, y, v, n], conjugate_gradient(damped, v, n, 0.0).x, mode=mode)
-        cg = {k: (lambda xb, yb, vb, k=k: cg_fn(xb, yb, vb, k)) for k in (1, CG_LONG)}
-    return net, forward, gradient, gnvp, cg, compile_s
+        return {k: pytensor.function([X, y, v], conjugate_gradient(damped, v, k, 0.0, static_steps=k).x, mode=mode)
+                for k in (1, CG_LONG)}
+    n = pt.iscalar("n")
+    cg_fn = pytensor.function([X, y, v, n], conjugate_gradient(damped, v, n, 0.0).x, mode=mode)
+    return {k: (lambda xb, yb, vb, k=k: cg_fn(xb, yb, vb, k)) for k in (1, CG_LONG)}
+
+
+def per_cg_iteration_ms(short_ms: float, long_ms: float) -> float:
+    """Marginal time of one CG iteration from the CG-1 and CG-``CG_LONG`` medians."""
+    return round((long_ms - short_ms) / (CG_LONG - 1), 2)
+
+
+def build_pytensor(arch: dict, shape: tuple, mode):
+    net = vgg(pt.tensor4("X"), pt.ivector("y"), shape, 10, arch["conv_layers"], arch["mlp_layers"], seed=0)
+    start = time.perf_counter()
+    forward, gradient, gnvp = compile_products(net, net.out_sym, mode)
+    compile_s = time.perf_counter() - start
+    return net, forward, gradient, gnvp, compile_cg(net, net.out_sym, mode), compile_s
 
 
 def build_torch(net, arch: dict, shape: tuple):
@@ -205,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                   "compile_s": round(compile_s, 2), "repeats": args.repeats}
         medians = interleaved_medians_ms(fns, args.repeats, warmup=3)
         cg_short, cg_long = medians.pop("cg_short"), medians.pop("cg_long")
-        medians["gnvp_cg"] = round((cg_long - cg_short) / (CG_LONG - 1), 2)
+        medians["gnvp_cg"] = per_cg_iteration_ms(cg_short, cg_long)
         for key in ("forward", "grad", "gnvp", "gnvp_cg", "torch_forward", "torch_grad", "torch_gnvp",
                     "torch_gnvp_cg"):
             if key in medians:

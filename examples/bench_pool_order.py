@@ -19,13 +19,9 @@ import sys
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.gradient import grad
 
-from sgn import losses
 from sgn.backends import resolve_mode
-from sgn.cg import conjugate_gradient
 from sgn.conv import conv2d_nhwc, max_pool_nhwc
-from sgn.gauss_newton import gauss_newton_product
 from sgn.models import load_architecture, vgg
 
 
@@ -50,24 +46,10 @@ def literal_order_output(net) -> pt.TensorVariable:
     return pt.dot(h, net.param("out_W")) + net.param("out_b")
 
 
-def compiled(net, out, mode):
-    """forward, gradient, G·v and CG(n) functions of the logits ``out``."""
-    X, y, v, n = net.X, net.y_hat, pt.vector("v", dtype=net.theta.dtype), pt.iscalar("n")
-    loss = losses.softmax_cross_entropy(out, y)
-    gout = grad(loss, out)
-
-    def damped(p):
-        return gauss_newton_product(out, net.theta, loss, p, loss_grad_out=gout) + np.asarray(1e-4, p.dtype) * p
-
-    return (pytensor.function([X], out, mode=mode),
-            pytensor.function([X, y], [loss, grad(loss, net.theta)], mode=mode),
-            pytensor.function([X, y, v], gauss_newton_product(out, net.theta, loss, v), mode=mode),
-            pytensor.function([X, y, v, n], conjugate_gradient(damped, v, n, 0.0).x, mode=mode))
-
-
 def main(argv: list[str] | None = None) -> int:
     pytensor.config.floatX = "float32"  # here, not at import: the tests import literal_order_output
-    from bench_conv import CG_LONG, NETS, interleaved_medians_ms
+    from bench_conv import (CG_LONG, NETS, compile_cg, compile_products, interleaved_medians_ms,
+                            per_cg_iteration_ms)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -85,17 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         vb = rng.normal(size=net.n_params).astype("float32")
         fns, outputs = {}, []
         for tag, out in (("literal", literal_order_output(net)), ("pooled_first", net.out_sym)):
-            forward, gradient, gnvp, cg = compiled(net, out, mode)
+            forward, gradient, gnvp = compile_products(net, out, mode)
+            cg = compile_cg(net, out, mode)
             outputs.append(forward(xb))
             fns.update({f"{tag}_grad": lambda g=gradient: g(xb, yb), f"{tag}_gnvp": lambda f=gnvp: f(xb, yb, vb),
-                        f"{tag}_cg1": lambda f=cg: f(xb, yb, vb, 1), f"{tag}_cgl": lambda f=cg: f(xb, yb, vb, CG_LONG)})
+                        f"{tag}_cg1": lambda f=cg[1]: f(xb, yb, vb), f"{tag}_cgl": lambda f=cg[CG_LONG]: f(xb, yb, vb)})
         assert np.allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5), "the two layer orders differ"
         ms = interleaved_medians_ms(fns, args.repeats)
         record = {"net": name, "batch": args.batch, "repeats": args.repeats}
         for tag in ("literal", "pooled_first"):
             record[f"{tag}_grad_ms"] = ms[f"{tag}_grad"]
             record[f"{tag}_gnvp_ms"] = ms[f"{tag}_gnvp"]
-            record[f"{tag}_gnvp_cg_ms"] = round((ms[f"{tag}_cgl"] - ms[f"{tag}_cg1"]) / (CG_LONG - 1), 2)
+            record[f"{tag}_gnvp_cg_ms"] = per_cg_iteration_ms(ms[f"{tag}_cg1"], ms[f"{tag}_cgl"])
         print(json.dumps(record), flush=True)
     return 0
 

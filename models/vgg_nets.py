@@ -227,7 +227,7 @@ class VGG(FlatParameterModel):
         n_conv = 0
         for layer in self.conv_layers:
             if layer["type"] == "CONV":
-                h = _apply_all(pending, h)
+                h = _apply_all(pending, h)  # the previous CONV's held-back maps
                 k, p, s = layer["filter_size"], layer["padding"], layer["stride"]
                 h = conv2d_nhwc(h, self.param(f"conv{n_conv}_W"), None, stride=s, padding=p, kernel=(k, k))
                 pending = [_bias(self.param(f"conv{n_conv}_b"))]
@@ -265,7 +265,6 @@ def _bias(b: TensorVariable) -> Callable[[TensorVariable], TensorVariable]:
 def _apply_all(maps: list[Callable[[TensorVariable], TensorVariable]], h: TensorVariable) -> TensorVariable:
     for f in maps:
         h = f(h)
-    maps.clear()
     return h
 
 

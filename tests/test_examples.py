@@ -97,3 +97,12 @@ def test_bench_conv_prints_the_documented_keys():
         assert row[key] > 0
     # The per-iteration figure is a difference of two medians: finite, and it names its ratio.
     assert np.isfinite(row["gnvp_cg_ms"]) and row["gnvp_cg_over_grad"] == round(row["gnvp_cg_ms"] / row["grad_ms"], 2)
+
+
+def test_bench_pool_order_times_both_orders():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_pool_order.py"), "--nets", "fashion",
+                           "--batch", "4", "--repeats", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for tag in ("literal", "pooled_first"):
+        assert row[f"{tag}_grad_ms"] > 0 and row[f"{tag}_gnvp_ms"] > 0 and np.isfinite(row[f"{tag}_gnvp_cg_ms"])
