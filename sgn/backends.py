@@ -96,7 +96,9 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         than Numba on the convolutional nets.  ``"c"``, ``"numba"`` and ``"jax"`` name a
         backend; ``"jax"`` compiles the whole step with XLA (the route to a GPU; the CG
         loop is unrolled, since JAX needs static loop lengths).  Any other string or a
-        ``Mode`` object is passed to PyTensor unchanged.
+        ``Mode`` object is passed to PyTensor unchanged.  The C and Numba modes are
+        ``fast_run`` plus :class:`sgn.rewrites.MergeDuplicateNodes`, which removes the
+        duplicate forward pass that PyTensor's scan rewrites leave beside the CG loop.
     conv : bool
         Whether the graph holds convolutions (see :func:`has_conv_ops`).  The C backend
         then keeps intermediate arrays between calls (``allow_gc=False``): the patch
@@ -112,14 +114,19 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         mode = "c"
     if isinstance(mode, str):
         key = mode.lower()
-        if key in ("c", "cvm"):
-            from pytensor.compile.mode import Mode
+        if key in ("c", "cvm", "numba"):
+            from pytensor.compile.mode import Mode, get_mode
+
+            from .rewrites import MERGE_DUPLICATES_TAG, register
+            register()
+            # fast_run plus the merge pass that PyTensor's scan rewrites leave undone (sgn.rewrites).
+            if key == "numba":
+                return get_mode("NUMBA").including(MERGE_DUPLICATES_TAG)
             if conv:
                 from pytensor.link.vm import VMLinker
-                return Mode(linker=VMLinker(allow_gc=False, use_cloop=True, c_thunks=True), optimizer="fast_run")
-            return Mode(linker="cvm", optimizer="fast_run")
-        if key == "numba":
-            return "NUMBA"
+                linker = VMLinker(allow_gc=False, use_cloop=True, c_thunks=True)
+                return Mode(linker=linker, optimizer="fast_run").including(MERGE_DUPLICATES_TAG)
+            return Mode(linker="cvm", optimizer="fast_run").including(MERGE_DUPLICATES_TAG)
         if key == "jax":
             from . import _jax_ops
             _jax_ops.register()  # the convolution Ops' JAX implementations

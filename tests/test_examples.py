@@ -106,3 +106,14 @@ def test_bench_pool_order_times_both_orders():
     (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     for tag in ("literal", "pooled_first"):
         assert row[f"{tag}_grad_ms"] > 0 and row[f"{tag}_gnvp_ms"] > 0 and np.isfinite(row[f"{tag}_gnvp_cg_ms"])
+
+
+def test_bench_merge_times_both_modes():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_merge.py"), "--nets", "sine",
+                           "--batch", "16", "--repeats", "2", "--steps", "2", "--cg", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert row["SGN_step_nodes_merged"] < row["SGN_step_nodes_plain"]
+    for key in ("SGN_plain", "SGN_merged", "SGD_plain", "SGD_merged"):
+        assert row[f"{key}_step_ms"] > 0
