@@ -2,8 +2,9 @@
 
 For one benchmark folder (``<root>/<bench>/res_<SOLVER>_<param>_<seed>/results.json``):
 train loss and test loss (or test accuracy) against epochs and against measured training
-seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed; and a Markdown
-table of the test metric at given times, in the layout of the paper's Tables 1–3::
+seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed; a Markdown
+table of the test metric at given times, in the layout of the paper's Tables 1–3; and, for the
+SGN runs, how often the damping and the line search acted (:func:`damping_table`)::
 
     python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
 """
@@ -106,6 +107,34 @@ def table(runs, key: str, snaps: list[float]) -> str:
     return "\n".join(lines)
 
 
+def damping_table(runs) -> str:
+    """How often the trust region and the line search acted in the SGN runs, mean over seeds.
+
+    Per run: the share of steps taken with ρ at its floor ``DAMP_RHO_MIN`` (the trust region
+    could not lower it further), the share whose line search shortened the step (α < 1),
+    and the median ρ.  From the ``rho`` and ``alpha`` lists of ``results.json``; runs
+    without them are skipped.  An empty string when no run has them.
+    """
+    lines = ["| algorithm | steps | steps at ρ_min (%) | steps with α < 1 (%) | median ρ | seeds |",
+             "|---|---|---|---|---|---|"]
+    for (solver, param), results in runs.items():
+        usable = [r for r in results if solver == "SGN" and r.get("rho")]
+        if not usable:
+            continue
+        at_floor, shortened, medians, steps = [], [], [], []
+        for r in usable:
+            rho, alpha = np.asarray(r["rho"], float), np.asarray(r["alpha"], float)
+            floor = float(r.get("config", {}).get("hyper_par", {}).get("DAMP_RHO_MIN", 0.0))
+            # ρ is stored as float64 products of 2/3 and 3/2 factors, or the floor itself.
+            at_floor.append(100 * np.mean(rho <= floor * (1 + 1e-9)))
+            shortened.append(100 * np.mean(alpha < 1))
+            medians.append(float(np.median(rho)))
+            steps.append(len(rho))
+        lines.append(f"| {label(solver, param)} | {np.mean(steps):.0f} | {np.mean(at_floor):.2f} | "
+                     f"{np.mean(shortened):.2f} | {np.median(medians):.3g} | {len(usable)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="one benchmark's folder, e.g. results/mnist")
@@ -129,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     if not classification:
         print()
         print(table(runs, "train_loss", snaps))
+    damping = damping_table(runs)
+    if damping:
+        print()
+        print(damping)
     return 0
 
 

@@ -77,6 +77,30 @@ def test_plot_makes_figures_and_a_table(tmp_path):
     assert len(os.listdir(tmp_path / "fig")) == 4
 
 
+def test_plot_damping_table_counts_floor_and_backtracking_steps(tmp_path):
+    import plot
+    folder = tmp_path / "toy"
+    floor = 1e-6
+    # Seed 1: 4 steps, 2 at the floor (one of them stored as a float64 product), 1 shortened.
+    # Seed 2: 2 steps, none at the floor, both shortened.
+    for seed, rho, alpha in ((1, [1e-4, 1e-6, 1.5e-6, 1e-6 * (2 / 3) * 1.5], [1, 0.5, 1, 1]),
+                             (2, [2e-6, 2.5e-6], [0.25, 0.5])):
+        run = folder / f"res_SGN_2_{seed}"
+        run.mkdir(parents=True)
+        timeline = [{"seconds": 0, "epoch": 0, "iteration": 0, "train_loss": 1.0, "test_loss": 1.0}]
+        (run / "results.json").write_text(json.dumps({"config": {"hyper_par": {"DAMP_RHO_MIN": floor}},
+                                                      "timeline": timeline, "final": timeline[-1],
+                                                      "rho": rho, "alpha": alpha}))
+    sgd = folder / "res_SGD_0.1_1"
+    sgd.mkdir()
+    (sgd / "results.json").write_text(json.dumps({"timeline": timeline, "final": timeline[-1]}))
+    table = plot.damping_table(plot.load_runs(str(folder)))
+    # at floor: (2/4 + 0/2)/2 = 25 %; shortened: (1/4 + 2/2)/2 = 62.5 %; median ρ: median(1.25e-6, 2.25e-6).
+    assert "| SGN (2) | 3 | 25.00 | 62.50 | 1.75e-06 | 2 |" in table
+    assert "SGD" not in table
+    assert plot.damping_table({("SGD", 0.1): [json.loads((sgd / "results.json").read_text())]}) == ""
+
+
 def test_bench_backends_prints_one_row_per_backend():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_backends.py"), "--nets", "sine",
                            "--backends", "c", "numba", "--repeats", "2"], capture_output=True, text=True, timeout=600)
