@@ -3,8 +3,10 @@
 The loop is a ``scan`` with an ``until`` condition, so one compiled function runs
 all CG iterations of an SGN step.  Everything that the matrix-vector product
 needs from the forward pass of the network and does not depend on the CG
-direction is hoisted out of the loop by PyTensor's scan rewrites, so the
-mini-batch's forward pass runs once per step, not once per iteration.
+direction is hoisted out of the loop by PyTensor's scan rewrites (and
+:mod:`sgn.rewrites` merges the hoisted copy with the forward pass that computes
+the loss), so the mini-batch's forward pass runs once per step, not once per
+iteration.
 
 The function knows nothing about networks: it receives a ``matvec`` callable
 that maps a symbolic vector ``p`` to ``A p``.

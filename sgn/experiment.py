@@ -155,9 +155,40 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     if args.solver == "SGN":
         result["rho"] = [float(r) for r in opt.history["rho"]]
         result["alpha"] = [float(a) for a in opt.history["alpha"]]
-    text = json.dumps(result, indent=1, default=_json_default)
+    text = results_json_text(result)
     atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
     return result
+
+
+def results_json_text(result: dict[str, Any]) -> str:
+    """The text of ``results.json``: one timeline record per line, the per-step lists on one line each.
+
+    A 100 s sine run records 13,000 epochs and, for SGN, 2 x 93,000 per-step numbers
+    (``rho`` and ``alpha``); one number per line, as ``json.dumps(indent=1)`` writes them,
+    made that file 3.6 MB.  ``json.loads`` of the text gives back ``result`` exactly.
+
+    Parameters
+    ----------
+    result : dict
+        ``config``, ``timeline``, ``final`` and, for SGN, ``rho`` and ``alpha``.
+
+    Returns
+    -------
+    str
+    """
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(", ", ": "), default=_json_default)
+
+    parts = []
+    for key, value in result.items():
+        if key == "timeline":
+            body = "[\n" + ",\n".join(f"  {compact(rec)}" for rec in value) + "\n ]" if value else "[]"
+        elif isinstance(value, list):
+            body = json.dumps(value, separators=(",", ":"), default=_json_default)
+        else:
+            body = json.dumps(value, indent=1, default=_json_default).replace("\n", "\n ")
+        parts.append(f" {json.dumps(key)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n}"
 
 
 def _json_default(value: Any) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 from pytensor.compile import optdb
 from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.graph.utils import InconsistencyError
 
 __all__ = ["MergeDuplicateNodes", "MERGE_DUPLICATES_TAG", "register"]
 
@@ -62,8 +63,13 @@ class MergeDuplicateNodes(GraphRewriter):
                 continue
             if original is node:
                 continue
-            fgraph.replace_all_validate(list(zip(node.outputs, original.outputs, strict=True)),
-                                        reason=MERGE_DUPLICATES_TAG)
+            try:
+                fgraph.replace_all_validate(list(zip(node.outputs, original.outputs, strict=True)),
+                                            reason=MERGE_DUPLICATES_TAG)
+            except InconsistencyError:
+                # A feature of the graph (e.g. a destroy handler in a user's mode) vetoed
+                # the replacement; replace_all_validate has already undone it.
+                continue
             merged += 1
         return merged
 

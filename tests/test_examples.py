@@ -33,6 +33,24 @@ def test_mlp_script_on_boston_writes_results_and_refuses_to_overwrite(tmp_path):
     assert again.returncode != 0 and "--overwrite" in again.stderr
 
 
+def test_results_json_text_reads_back_exactly_with_one_record_per_line():
+    from sgn.experiment import results_json_text
+    timeline = [{"seconds": 0.1 * i, "epoch": i, "iteration": 7 * i, "train_loss": 1 / (i + 3), "test_loss": np.pi}
+                for i in range(4)]
+    result = {"config": {"layers": [20, 20], "hyper_par": {"DAMP_RHO": 1e-4, "TR": True}, "resume": None},
+              "timeline": timeline, "final": timeline[-1], "rho": [1e-4, 0.00015000000000000001, 1e-6],
+              "alpha": [1.0, 0.5, 1.0]}
+    text = results_json_text(result)
+    assert json.loads(text) == result
+    lines = text.splitlines()
+    for rec in timeline:  # each record on a line of its own
+        assert f"  {json.dumps(rec, separators=(', ', ': '))}" in lines or \
+            f"  {json.dumps(rec, separators=(', ', ': '))}," in lines
+    assert ' "rho": [0.0001,0.00015000000000000001,1e-06],' in lines
+    empty = {"config": {}, "timeline": [], "final": {}}
+    assert json.loads(results_json_text(empty)) == empty
+
+
 def test_boolean_flags_take_true_false(tmp_path):
     bad = _script("mlp.py", "--TR", "maybe", "--out", str(tmp_path))
     assert bad.returncode == 2 and "expected True or False" in bad.stderr
