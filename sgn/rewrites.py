@@ -3,12 +3,11 @@
 PyTensor's scan rewrites push the loop-invariant part of the CG loop body (the
 mini-batch's forward pass, the activations' derivatives) out of the ``scan``.
 The pushed-out copies are identical to the nodes that compute the loss and the
-gradient, yet PyTensor 3.0's in-pipeline merge pass leaves many of them in place: its
-``MergeFeature`` only reconsiders a node when one of that node's inputs changes, and these
-copies appear in a state it never revisits.  A fresh ``MergeOptimizer`` run on the final graph does
-merge them.  On the paper's sine MLP the SGN step's graph computed the
-second and third layers' forward pass twice and every sigmoid two to three
-times (measured in docs/performance.md).
+gradient, yet PyTensor 3.0's own merge pass, which works incrementally through a
+``MergeFeature``, leaves many of them in place; a fresh ``MergeOptimizer`` run on the
+final graph does merge them (tests/test_rewrites.py shows both).  On the paper's sine
+MLP the SGN step computed the second and third layers' matrix products and sigmoids
+twice (docs/performance.md).
 
 :class:`MergeDuplicateNodes` is that missing pass: one sweep in topological order
 that replaces every node by an earlier node with an equal ``Op`` and the same
