@@ -98,7 +98,9 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
         loop is unrolled, since JAX needs static loop lengths).  Any other string or a
         ``Mode`` object is passed to PyTensor unchanged.  The C and Numba modes are
         ``fast_run`` plus :class:`sgn.rewrites.MergeDuplicateNodes`, which removes the
-        duplicate forward pass that PyTensor's scan rewrites leave beside the CG loop.
+        duplicate forward pass that PyTensor's scan rewrites leave beside the CG loop.  A
+        ``Mode`` of your own gets it with ``mode.including("sgn_merge_duplicates")`` after
+        :func:`sgn.rewrites.register`.
     conv : bool
         Whether the graph holds convolutions (see :func:`has_conv_ops`).  The C backend
         then keeps intermediate arrays between calls (``allow_gc=False``): the patch
