@@ -63,3 +63,26 @@ def test_jax_sgd_matches_the_c_backend():
             opt.step(x, y)
         thetas.append(net.theta.get_value())
     np.testing.assert_allclose(thetas[1], thetas[0], rtol=1e-10, atol=1e-14)
+
+
+def test_jax_steps_after_the_warm_up_compile_only_max_cg_iters():
+    """The warm-up's MIN_CG_ITERS must not be paid by every later step (one unrolled CG per count)."""
+    def build(hp):
+        net, X, yv, loss = _mlp()
+        return SGN(X, yv, net, loss, {**HP, **hp}, mode="jax")
+
+    def n_nodes(fn):
+        return len(fn.maker.fgraph.apply_nodes)
+
+    opt = build({"MIN_CG_ITERS": 4, "MAX_CG_ITERS": 1, "K_CG": 3})
+    reference = build({"MIN_CG_ITERS": 1, "MAX_CG_ITERS": 1})  # CG 1 from the first step
+    assert reference._warmup_step_fn is None
+    # The steps after the warm-up run the same graph as a CG-1 optimizer's, not a masked CG 4.
+    assert n_nodes(opt._step_fn) == n_nodes(reference._step_fn)
+    assert n_nodes(opt._warmup_step_fn) > n_nodes(opt._step_fn)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(12, 6)), rng.integers(0, 3, 12).astype("int32")
+    for _ in range(4):
+        opt.step(x, y)
+    assert opt.history["max_cg_iters"] == [4, 4, 1, 1]
+    assert opt.history["cg_iters"][2:] == [1, 1]
