@@ -118,7 +118,7 @@ def damping_table(runs) -> str:
     lines = ["| algorithm | steps | steps at ρ_min (%) | steps with α < 1 (%) | median ρ | seeds |",
              "|---|---|---|---|---|---|"]
     for (solver, param), results in runs.items():
-        usable = [r for r in results if solver == "SGN" and r.get("rho")]
+        usable = [r for r in results if r.get("rho")] if solver == "SGN" else []
         if not usable:
             continue
         at_floor, shortened, medians, steps = [], [], [], []

@@ -121,14 +121,15 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
 
             from .rewrites import MERGE_DUPLICATES_TAG, register
             register()
-            # fast_run plus the merge pass that PyTensor's scan rewrites leave undone (sgn.rewrites).
             if key == "numba":
-                return get_mode("NUMBA").including(MERGE_DUPLICATES_TAG)
-            if conv:
+                base = get_mode("NUMBA")
+            elif conv:
                 from pytensor.link.vm import VMLinker
-                linker = VMLinker(allow_gc=False, use_cloop=True, c_thunks=True)
-                return Mode(linker=linker, optimizer="fast_run").including(MERGE_DUPLICATES_TAG)
-            return Mode(linker="cvm", optimizer="fast_run").including(MERGE_DUPLICATES_TAG)
+                base = Mode(linker=VMLinker(allow_gc=False, use_cloop=True, c_thunks=True), optimizer="fast_run")
+            else:
+                base = Mode(linker="cvm", optimizer="fast_run")
+            # fast_run plus the merge pass that PyTensor's scan rewrites leave undone (sgn.rewrites).
+            return base.including(MERGE_DUPLICATES_TAG)
         if key == "jax":
             from . import _jax_ops
             _jax_ops.register()  # the convolution Ops' JAX implementations

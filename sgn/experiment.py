@@ -176,13 +176,11 @@ def results_json_text(result: dict[str, Any]) -> str:
     -------
     str
     """
-    def compact(value: Any) -> str:
-        return json.dumps(value, separators=(", ", ": "), default=_json_default)
-
     parts = []
     for key, value in result.items():
         if key == "timeline":
-            body = "[\n" + ",\n".join(f"  {compact(rec)}" for rec in value) + "\n ]" if value else "[]"
+            records = (json.dumps(rec, separators=(", ", ": "), default=_json_default) for rec in value)
+            body = "[\n" + ",\n".join(f"  {rec}" for rec in records) + "\n ]" if value else "[]"
         elif isinstance(value, list):
             body = json.dumps(value, separators=(",", ":"), default=_json_default)
         else:
