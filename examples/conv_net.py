@@ -16,7 +16,7 @@ import sys
 
 from sgn import losses
 from sgn.datasets import load_mnist
-from sgn.experiment import add_common_arguments, run_experiment
+from sgn.experiment import add_common_arguments, init_seed, run_experiment
 from sgn.models import ARCHITECTURES, load_architecture, vgg
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(data.x_train.shape[1:])
 
     def build(X, y_hat):
-        net = vgg(X, y_hat, shape, 10, arch["conv_layers"], arch["mlp_layers"], seed=args.seed, init=args.init)
+        net = vgg(X, y_hat, shape, 10, arch["conv_layers"], arch["mlp_layers"], seed=init_seed(args), init=args.init)
         return net, losses.softmax_cross_entropy(net.out_sym, y_hat)
 
     result = run_experiment(args, data, build, {"model": "vgg", "conv_layers": arch["conv_layers"],

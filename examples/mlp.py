@@ -16,7 +16,7 @@ import sys
 
 from sgn import losses
 from sgn.datasets import load_boston, load_mnist, load_sine
-from sgn.experiment import add_common_arguments, run_experiment
+from sgn.experiment import add_common_arguments, init_seed, run_experiment
 from sgn.models import mlp
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["boston", "sine", "mnist"], default="boston")
     parser.add_argument("--layers", type=int, nargs="*", default=[16, 16], help="hidden widths")
-    add_common_arguments(parser)
+    add_common_arguments(parser, inits=("glorot", "paper", "original"))
     args = parser.parse_args(argv)
     if any(w <= 0 for w in args.layers):
         parser.error("--layers takes positive widths")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     def build(X, y_hat):
         n_out = 10 if classification else data.y_train.shape[1]
         net = mlp(X, y_hat, data.x_train.shape[1], n_out, {"hs": args.layers},
-                  mode="classification" if classification else "regression", seed=args.seed, init=args.init)
+                  mode="classification" if classification else "regression", seed=init_seed(args), init=args.init)
         return net, losses.default_loss(net, y_hat)
 
     result = run_experiment(args, data, build, {"model": "mlp"})

@@ -40,15 +40,17 @@ SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"]
 
 
 def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str | None, floatX: str,
-         solvers: list[str]) -> list[tuple[str, list[str]]]:
+         solvers: list[str], init: str = "paper", init_seed: int | None = None) -> list[tuple[str, list[str]]]:
     """(output folder, command) for every run of the grid."""
     script, fixed, cg_grid, lr_grid, _ = BENCHMARKS[bench]
     common = [sys.executable, os.path.join(HERE, script), *fixed, "--epochs", "100000", "--time_budget", str(budget),
-              "--floatX", floatX, "--init", "paper", "--verbose", "0",
+              "--floatX", floatX, "--init", init, "--verbose", "0",
               # Evaluating the convolutional nets on all 70,000 images takes seconds: fewer records.
               "--eval_every", str(budget / 10 if script == "conv_net.py" else max(budget / 50, 0.5))]
     if data_dir:
         common += ["--data_dir", data_dir]
+    if init_seed is not None:
+        common += ["--init_seed", str(init_seed)]
     out = []
     for seed in seeds:
         grid = ([("SGN", k, SGN_FLAGS + ["--cg_max_iter", str(k)]) for k in cg_grid] if "SGN" in solvers else []) + \
@@ -68,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--floatX", choices=["float32", "float64"], default="float32")
     parser.add_argument("--solvers", nargs="+", choices=["SGN", "SGD"], default=["SGN", "SGD"])
+    parser.add_argument("--init", choices=["paper", "original"], default="paper",
+                        help="'original' (MLP benchmarks only): the original package's exact N(0, 1) draws")
+    parser.add_argument("--init_seed", type=int, default=None,
+                        help="one initialisation for every run, as the original package did (it used 10); "
+                             "default: each run's seed")
     parser.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1: timings stay honest)")
     parser.add_argument("--dry-run", action="store_true", help="list the commands only")
     args = parser.parse_args(argv)
+    if args.init == "original" and BENCHMARKS[args.bench][0] != "mlp.py":
+        parser.error(f"--init original is for the MLP benchmarks (boston, sine, mnist), not {args.bench}")
     budget = args.budget if args.budget is not None else BENCHMARKS[args.bench][4]
     todo = [(folder, cmd) for folder, cmd in runs(args.bench, args.seeds, budget, args.root, args.data_dir,
-                                                  args.floatX, args.solvers)
+                                                  args.floatX, args.solvers, args.init, args.init_seed)
             if not os.path.exists(os.path.join(folder, "results.json"))]
     print(f"{args.bench}: {len(todo)} run(s) to do, {budget:g} s each", flush=True)
     if args.dry_run:

@@ -11,9 +11,11 @@ import pytensor.tensor as pt
 from sgn._validation import InvalidParameterError, Interval, Options, check_value
 from ._base import FlatParameterModel, check_seed, check_symbolic_input
 
-__all__ = ["MLP", "mlp"]
+__all__ = ["MLP", "mlp", "ORIGINAL_INIT_SEED"]
 
-_INITS = ("glorot", "paper")
+_INITS = ("glorot", "paper", "original")
+# The original package seeded the global legacy RNG with this before drawing θ₀, for every run.
+ORIGINAL_INIT_SEED = 10
 
 
 class MLP(FlatParameterModel):
@@ -38,9 +40,13 @@ class MLP(FlatParameterModel):
         regression uses the raw output for both.
     seed : int or None
         Seed of the initialisation (the original package ignored it).
-    init : {"glorot", "paper"}
+    init : {"glorot", "paper", "original"}
         ``"glorot"``: W ~ U(±sqrt(6 / (fan_in + fan_out))); ``"paper"``: the
-        original package's W ~ N(0, 1), unscaled.  Biases start at 0 either way.
+        original package's W ~ N(0, 1), unscaled, drawn from ``numpy.random.default_rng(seed)``;
+        ``"original"``: the same distribution drawn exactly as the original package drew it,
+        layer after layer from the legacy ``numpy.random.RandomState(seed)`` (``seed=None``
+        means its fixed :data:`ORIGINAL_INIT_SEED` = 10, so every run of the paper started
+        from this very θ₀).  Biases start at 0 in every case.
 
     Attributes
     ----------
@@ -88,9 +94,13 @@ class MLP(FlatParameterModel):
         self.units = [int(input_size), *hs, int(output_size)]
         self.init = init
 
+        # One legacy stream for all layers, as the original drew them (randn of in*out per layer).
+        legacy = np.random.RandomState(ORIGINAL_INIT_SEED if seed is None else seed) if init == "original" else None
         arrays = []
         for i, (fan_in, fan_out) in enumerate(zip(self.units[:-1], self.units[1:])):
-            if init == "paper":
+            if init == "original":
+                W = legacy.standard_normal(fan_in * fan_out).reshape(fan_in, fan_out)
+            elif init == "paper":
                 W = rng.standard_normal((fan_in, fan_out))
             else:
                 bound = np.sqrt(6.0 / (fan_in + fan_out))

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -40,13 +41,13 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The original scripts' flags (same names and defaults) plus ours."""
+def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str] = ("glorot", "paper")) -> None:
+    """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` choices."""
     a = parser.add_argument
     a("--solver", choices=["SGN", "SGD"], default="SGN")
     a("--epochs", type=_positive(int), default=1)
     a("--batch_size", type=_positive(int), default=1000)
-    a("--seed", type=int, default=12, help="seeds the model initialisation and the data order")
+    a("--seed", type=int, default=12, help="seeds the data order, and the initialisation unless --init_seed")
     a("--verbose", type=int, default=1, help="0: no progress bar")
     # SGN
     a("--rho", type=float, default=1e-3, help="DAMP_RHO (the paper's runs: 1e-4)")
@@ -78,7 +79,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     a("--resume", default=None, help="continue from this checkpoint (same flags as the killed run)")
     a("--data_dir", default=None, help="folder holding the dataset's files")
     a("--floatX", choices=["float32", "float64"], default="float32")
-    a("--init", choices=["glorot", "paper"], default="paper", help="model initialisation")
+    a("--init", choices=list(inits), default="paper", help="model initialisation")
+    a("--init_seed", type=int, default=None,
+      help="seeds the initialisation only (default: --seed); the original package used one fixed θ₀ for every run")
     a("--out", default="results/run", help="output folder for results.json")
     a("--overwrite", action="store_true", help="replace an existing results.json")
 
@@ -99,6 +102,11 @@ def sgd_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     return {"LR0": args.lr, "MOMENTUM": args.mom, "SCHEDULER": args.scheduler,
             "LR_K": min(args.lr_final, args.lr) if args.scheduler != "const" else args.lr_final,
             "K": args.K, "STEP": args.step, "REDUCTION": args.r, "PRINT_LEVEL": 0}
+
+
+def init_seed(args: argparse.Namespace) -> int:
+    """Seed of the model initialisation: ``--init_seed`` if given, else ``--seed``."""
+    return args.seed if args.init_seed is None else args.init_seed
 
 
 def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, Any], tuple],

@@ -21,7 +21,8 @@ def _script(name, *args):
 def test_mlp_script_on_boston_writes_results_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "run"
     args = ["--dataset", "boston", "--data_dir", os.path.join(SHARED, "boston"), "--layers", "8", "--solver",
-            "SGD", "--lr", "0.1", "--epochs", "2", "--batch_size", "101", "--verbose", "0", "--out", str(out)]
+            "SGD", "--lr", "0.1", "--epochs", "2", "--batch_size", "101", "--verbose", "0", "--out", str(out),
+            "--seed", "3", "--init", "original", "--init_seed", "10"]
     proc = _script("mlp.py", *args)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "results.json").read_text())
@@ -29,6 +30,14 @@ def test_mlp_script_on_boston_writes_results_and_refuses_to_overwrite(tmp_path):
     assert [r["epoch"] for r in res["timeline"]] == [0, 1, 2] and res["final"]["iteration"] == 8
     assert set(res["final"]) == {"seconds", "epoch", "iteration", "train_loss", "test_loss"}
     assert res["config"]["hyper_par"]["LR0"] == 0.1
+    # The epoch-0 record is the original package's θ₀ (legacy RandomState(10), N(0, 1) weights,
+    # zero biases), not the --seed's: a NumPy forward pass from that θ₀ gives the same loss.
+    from sgn.datasets import load_boston
+    data = load_boston(os.path.join(SHARED, "boston"), floatX="float64")
+    rs = np.random.RandomState(10)
+    W0, W1 = rs.standard_normal(13 * 8).reshape(13, 8), rs.standard_normal(8).reshape(8, 1)
+    out0 = (1 / (1 + np.exp(-data.x_train @ W0))) @ W1
+    assert res["timeline"][0]["train_loss"] == pytest.approx(np.mean((out0 - data.y_train) ** 2), rel=1e-4)
     again = _script("mlp.py", *args)
     assert again.returncode != 0 and "--overwrite" in again.stderr
 
@@ -75,8 +84,15 @@ def test_reproduce_grid_is_the_papers(tmp_path):
     assert "res_SGN_3_2" in names and "res_SGD_10_1" in names
     cmd = dict(runs)[str(tmp_path / "mnist" / "res_SGN_3_1")]
     for flag, value in (("--rho", "1e-4"), ("--cg_max_iter", "3"), ("--cg_min_iter", "10"), ("--TR", "True"),
-                        ("--time_budget", "25.0"), ("--layers", "20")):
+                        ("--time_budget", "25.0"), ("--layers", "20"), ("--init", "paper")):
         assert cmd[cmd.index(flag) + 1] == value
+    assert "--init_seed" not in cmd
+    fixed = reproduce.runs("sine", [1, 2], 100.0, str(tmp_path), None, "float32", ["SGD"], "original", 10)
+    assert len(fixed) == 4 * 2
+    for _, cmd in fixed:
+        assert cmd[cmd.index("--init") + 1] == "original" and cmd[cmd.index("--init_seed") + 1] == "10"
+    with pytest.raises(SystemExit):
+        reproduce.main(["fashion", "--init", "original", "--dry-run"])
 
 
 def test_plot_makes_figures_and_a_table(tmp_path):

@@ -62,6 +62,21 @@ def test_paper_init_is_unscaled_standard_normal_and_glorot_is_bounded():
     assert np.abs(W).max() <= bound and W.std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
 
 
+def test_original_init_is_the_original_packages_theta0():
+    # The original drew every layer's weights from one legacy stream seeded with 10 (randn of
+    # in*out per layer, row-major, biases 0); seed=None means that seed.
+    rs = np.random.RandomState(10)
+    expected = []
+    for fan_in, fan_out in ((3, 4), (4, 2)):
+        expected += [rs.standard_normal(fan_in * fan_out), np.zeros(fan_out)]
+    net = mlp(pt.matrix(), pt.ivector(), 3, 2, {"hs": [4]}, init="original")
+    assert np.array_equal(net.theta.get_value(), np.concatenate(expected).astype(net.theta.dtype))
+    assert np.array_equal(net.theta.get_value(), mlp(pt.matrix(), pt.ivector(), 3, 2, {"hs": [4]}, seed=10,
+                                                     init="original").theta.get_value())
+    other = mlp(pt.matrix(), pt.ivector(), 3, 2, {"hs": [4]}, seed=11, init="original")
+    assert not np.array_equal(net.theta.get_value(), other.theta.get_value())
+
+
 def test_callers_dict_is_not_mutated():
     hp = {"hs": (3, 4)}
     mlp(pt.matrix(), pt.ivector(), 2, 2, hp, seed=0)
