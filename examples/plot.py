@@ -3,7 +3,8 @@
 For one benchmark folder (``<root>/<bench>/res_<SOLVER>_<param>_<seed>/results.json``):
 train loss and test loss (or test accuracy) against epochs and against measured training
 seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed; a Markdown
-table of the test metric at given times, in the layout of the paper's Tables 1–3; and, for the
+table of the test metric at given times (and, with ``--snap_epochs``, at given epochs), in the
+layout of the paper's Tables 1–3; and, for the
 SGN runs, how often the damping and the line search acted (:func:`damping_table`)::
 
     python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
@@ -81,9 +82,14 @@ def plot(runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
     plt.close(fig)
 
 
-def table(runs, key: str, snaps: list[float]) -> str:
+def table(runs, key: str, snaps: list[float], axis: str = "seconds") -> str:
+    """Markdown table of the mean ``key`` over seeds at each snapshot of ``axis`` ("seconds" or "epoch"),
+    beside the mean of the other axis there."""
     pct = key == "test_acc"
-    head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {s:g} s | epochs" for s in snaps)
+    other = "epoch" if axis == "seconds" else "seconds"
+    at = "{:g} s" if axis == "seconds" else "epoch {:g}"
+    head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {at.format(s)} | "
+                      f"{'epochs' if other == 'epoch' else 'seconds'}" for s in snaps)
     lines = [f"| algorithm | {head} | seeds |", "|---|" + "---|---|" * len(snaps) + "---|"]
     for (solver, param), results in runs.items():
         cells = []
@@ -94,15 +100,16 @@ def table(runs, key: str, snaps: list[float]) -> str:
             if not ok:
                 cells += ["diverged", "–"]
                 continue
-            if any(r["timeline"][-1]["seconds"] < s - 0.5 for r in ok):
+            if any(r["timeline"][-1][axis] < s - (0.5 if axis == "seconds" else 0) for r in ok):
                 cells += ["not reached", "–"]
                 continue
             # A budget run's last step ends a little after the budget: count it as "at s".
-            t = s + max(0.5, 0.02 * s)
-            v = float(np.mean([value_at(r["timeline"], "seconds", t, key) for r in ok]))
-            eps = float(np.mean([value_at(r["timeline"], "seconds", t, "epoch") for r in ok]))
+            t = s + max(0.5, 0.02 * s) if axis == "seconds" else s
+            v = float(np.mean([value_at(r["timeline"], axis, t, key) for r in ok]))
+            o = float(np.mean([value_at(r["timeline"], axis, t, other) for r in ok]))
             text = f"{100 * v:.1f}" if pct else f"{v:.3g}"
-            cells += [text + (f" ({n_div} of {len(results)} diverged)" if n_div else ""), f"{eps:.0f}"]
+            cells += [text + (f" ({n_div} of {len(results)} diverged)" if n_div else ""),
+                      f"{o:.0f}" if other == "epoch" else f"{o:.1f}"]
         lines.append(f"| {label(solver, param)} | " + " | ".join(cells) + f" | {len(results)} |")
     return "\n".join(lines)
 
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", help="one benchmark's folder, e.g. results/mnist")
     parser.add_argument("--out", default="figures")
     parser.add_argument("--snap", type=float, nargs="+", default=None, help="table times in seconds")
+    parser.add_argument("--snap_epochs", type=float, nargs="+", default=None,
+                        help="also tabulate at these epochs (e.g. the epochs the paper's runs reached)")
     args = parser.parse_args(argv)
     runs = load_runs(args.folder)
     if not runs:
@@ -154,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{bench}_{key}_{'time' if axis == 'seconds' else 'epochs'}.png"
             plot(runs, key, axis, os.path.join(args.out, name), f"{bench}: {key.replace('_', ' ')}", log)
     snaps = args.snap or [min(r["timeline"][-1]["seconds"] for rs in runs.values() for r in rs)]
-    print(table(runs, test_key, snaps))
-    if not classification:
-        print()
-        print(table(runs, "train_loss", snaps))
+    for axis, points in (("seconds", snaps), ("epoch", args.snap_epochs)):
+        if points:
+            print(table(runs, test_key, points, axis))
+            if not classification:
+                print()
+                print(table(runs, "train_loss", points, axis))
+            print()
     damping = damping_table(runs)
     if damping:
-        print()
         print(damping)
     return 0
 

@@ -107,7 +107,10 @@ def test_plot_makes_figures_and_a_table(tmp_path):
             (run / "results.json").write_text(json.dumps({"timeline": timeline, "final": timeline[-1]}))
     table = plot.table(plot.load_runs(str(folder)), "test_acc", [5.0])
     assert "| SGD (0.1) | 40.0 | 2 | 2 |" in table and "| SGN (3) | 45.0 | 2 | 2 |" in table
-    assert plot.main([str(folder), "--out", str(tmp_path / "fig"), "--snap", "5"]) == 0
+    # At epoch 2.5 (= 5 s here) the same values, beside the seconds; epoch 6 was never reached.
+    by_epoch = plot.table(plot.load_runs(str(folder)), "test_acc", [2.5, 6.0], axis="epoch")
+    assert "at epoch 2.5 | seconds" in by_epoch and "| SGN (3) | 45.0 | 5.0 | not reached | – | 2 |" in by_epoch
+    assert plot.main([str(folder), "--out", str(tmp_path / "fig"), "--snap", "5", "--snap_epochs", "2"]) == 0
     assert len(os.listdir(tmp_path / "fig")) == 4
 
 
