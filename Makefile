@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sgn-installed
 DEMO_BUDGET ?= 6
+# pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles, which overlap on two cores.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test docs clean
 
@@ -18,7 +20,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py --budget $(DEMO_BUDGET) --out demo_output
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 # Warnings are errors; tests/test_docs.py runs the same build.
 docs: $(STAMP)
