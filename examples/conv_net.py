@@ -17,14 +17,14 @@ import sys
 from sgn import losses
 from sgn.datasets import load_mnist
 from sgn.experiment import add_common_arguments, init_seed, run_experiment
-from sgn.models import ARCHITECTURES, load_architecture, vgg
+from sgn.models import ARCHITECTURES, load_architecture, vgg, vgg_nets
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["fashion", "mnist", "cifar10"], default="cifar10")
     parser.add_argument("--architecture", choices=list(ARCHITECTURES), default="architecture_2")
-    add_common_arguments(parser)
+    add_common_arguments(parser, inits=vgg_nets.INITS)
     args = parser.parse_args(argv)
     if args.dataset == "cifar10":
         from sgn.datasets import load_cifar10

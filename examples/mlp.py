@@ -17,14 +17,14 @@ import sys
 from sgn import losses
 from sgn.datasets import load_boston, load_mnist, load_sine
 from sgn.experiment import add_common_arguments, init_seed, run_experiment
-from sgn.models import mlp
+from sgn.models import mlp, mlps
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["boston", "sine", "mnist"], default="boston")
     parser.add_argument("--layers", type=int, nargs="*", default=[16, 16], help="hidden widths")
-    add_common_arguments(parser, inits=("glorot", "paper", "original"))
+    add_common_arguments(parser, inits=mlps.INITS)
     args = parser.parse_args(argv)
     if any(w <= 0 for w in args.layers):
         parser.error("--layers takes positive widths")

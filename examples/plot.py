@@ -82,34 +82,39 @@ def plot(runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
     plt.close(fig)
 
 
+# axis -> (the other axis, how a snapshot reads, the other axis's column, its format)
+_TABLE_AXES = {"seconds": ("epoch", "{:g} s", "epochs", "{:.0f}"),
+               "epoch": ("seconds", "epoch {:g}", "seconds", "{:.1f}")}
+
+
 def table(runs, key: str, snaps: list[float], axis: str = "seconds") -> str:
     """Markdown table of the mean ``key`` over seeds at each snapshot of ``axis`` ("seconds" or "epoch"),
     beside the mean of the other axis there."""
     pct = key == "test_acc"
-    other = "epoch" if axis == "seconds" else "seconds"
-    at = "{:g} s" if axis == "seconds" else "epoch {:g}"
-    head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {at.format(s)} | "
-                      f"{'epochs' if other == 'epoch' else 'seconds'}" for s in snaps)
+    other, at, other_head, other_fmt = _TABLE_AXES[axis]
+    # A budget run's last step ends a little after the budget (and its record may sit just
+    # short of it): a time snapshot allows for both.
+    seconds = axis == "seconds"
+    slack, short = (lambda s: max(0.5, 0.02 * s) if seconds else 0.0), (0.5 if seconds else 0.0)
+    head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {at.format(s)} | {other_head}"
+                      for s in snaps)
     lines = [f"| algorithm | {head} | seeds |", "|---|" + "---|---|" * len(snaps) + "---|"]
     for (solver, param), results in runs.items():
+        # Diverged seeds are counted apart; the value is the mean over the others.
+        ok = [r for r in results if not r["timeline"][-1].get("diverged")]
+        n_div = len(results) - len(ok)
         cells = []
         for s in snaps:
-            # Diverged seeds are counted apart; the value is the mean over the others.
-            ok = [r for r in results if not r["timeline"][-1].get("diverged")]
-            n_div = len(results) - len(ok)
             if not ok:
                 cells += ["diverged", "–"]
-                continue
-            if any(r["timeline"][-1][axis] < s - (0.5 if axis == "seconds" else 0) for r in ok):
+            elif any(r["timeline"][-1][axis] < s - short for r in ok):
                 cells += ["not reached", "–"]
-                continue
-            # A budget run's last step ends a little after the budget: count it as "at s".
-            t = s + max(0.5, 0.02 * s) if axis == "seconds" else s
-            v = float(np.mean([value_at(r["timeline"], axis, t, key) for r in ok]))
-            o = float(np.mean([value_at(r["timeline"], axis, t, other) for r in ok]))
-            text = f"{100 * v:.1f}" if pct else f"{v:.3g}"
-            cells += [text + (f" ({n_div} of {len(results)} diverged)" if n_div else ""),
-                      f"{o:.0f}" if other == "epoch" else f"{o:.1f}"]
+            else:
+                t = s + slack(s)
+                v = float(np.mean([value_at(r["timeline"], axis, t, key) for r in ok]))
+                o = float(np.mean([value_at(r["timeline"], axis, t, other) for r in ok]))
+                text = f"{100 * v:.1f}" if pct else f"{v:.3g}"
+                cells += [text + (f" ({n_div} of {len(results)} diverged)" if n_div else ""), other_fmt.format(o)]
         lines.append(f"| {label(solver, param)} | " + " | ".join(cells) + f" | {len(results)} |")
     return "\n".join(lines)
 

@@ -11,9 +11,9 @@ import pytensor.tensor as pt
 from sgn._validation import InvalidParameterError, Interval, Options, check_value
 from ._base import FlatParameterModel, check_seed, check_symbolic_input
 
-__all__ = ["MLP", "mlp", "ORIGINAL_INIT_SEED"]
+__all__ = ["MLP", "mlp", "INITS", "ORIGINAL_INIT_SEED"]
 
-_INITS = ("glorot", "paper", "original")
+INITS = ("glorot", "paper", "original")  # the values of ``init``
 # The original package seeded the global legacy RNG with this before drawing θ₀, for every run.
 ORIGINAL_INIT_SEED = 10
 
@@ -78,7 +78,7 @@ class MLP(FlatParameterModel):
         check_value("mode", mode, Options(("classification", "regression")), owner)
         check_value("input_size", input_size, Interval("int", 1, None), owner)
         check_value("output_size", output_size, Interval("int", 1, None), owner)
-        check_value("init", init, Options(_INITS), owner)
+        check_value("init", init, Options(INITS), owner)
         check_symbolic_input(X, "X", owner, 2, "float")
         if mode == "classification":
             check_symbolic_input(y_hat, "y_hat", owner, 1, "int")

@@ -16,7 +16,7 @@ from sgn._validation import InvalidParameterError, Interval, Options, check_valu
 from sgn.conv import conv2d_nhwc, conv_output_size, max_pool_nhwc
 from ._base import FlatParameterModel, check_seed, check_symbolic_input
 
-__all__ = ["VGG", "vgg", "load_architecture", "ARCHITECTURES"]
+__all__ = ["VGG", "vgg", "load_architecture", "ARCHITECTURES", "INITS"]
 
 _ARCH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "architectures")
 ARCHITECTURES = tuple(sorted(f[:-5] for f in os.listdir(_ARCH_DIR) if f.endswith(".json")))
@@ -35,7 +35,7 @@ _DEFAULT_CONV = {"layer0": {"type": "CONV", "num_filters": 64, "filter_size": 9}
                  "layer3": {"type": "ACT", "activation": "relu"},
                  "layer4": {"type": "POOL", "pool_size": 2}}
 _DEFAULT_MLP = {"layer0": {"type": "FC", "output_size": 10, "activation": "relu"}}
-_INITS = ("glorot", "paper")
+INITS = ("glorot", "paper")  # the values of ``init``
 
 
 def load_architecture(name: str) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class VGG(FlatParameterModel):
         for v in input_size:
             check_value("input_size", v, Interval("int", 1, None), owner)
         check_value("output_size", output_size, Interval("int", 1, None), owner)
-        check_value("init", init, Options(_INITS), owner)
+        check_value("init", init, Options(INITS), owner)
         conv_spec = copy.deepcopy(dict(conv_layers)) if conv_layers is not None else _DEFAULT_CONV
         mlp_spec = copy.deepcopy(dict(mlp_layers)) if mlp_layers is not None else _DEFAULT_MLP
         self.conv_layers = _check_layers(conv_spec, "conv_layers", ("CONV", "POOL", "ACT"))

@@ -41,8 +41,8 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str] = ("glorot", "paper")) -> None:
-    """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` choices."""
+def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) -> None:
+    """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` values."""
     a = parser.add_argument
     a("--solver", choices=["SGN", "SGD"], default="SGN")
     a("--epochs", type=_positive(int), default=1)
