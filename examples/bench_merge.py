@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             record[f"{key}_step_ms"] = round(ms[key] / args.steps, 4)
         for solver in ("SGN", "SGD"):
             record[f"{solver}_merged_over_plain"] = round(ms[f"{solver}_merged"] / ms[f"{solver}_plain"], 3)
-        record["SGN_step_nodes_plain"] = len(opts["SGN_plain"]._step_fn.maker.fgraph.apply_nodes)
-        record["SGN_step_nodes_merged"] = len(opts["SGN_merged"]._step_fn.maker.fgraph.apply_nodes)
+        for key in ("plain", "merged"):
+            step_fn = opts[f"SGN_{key}"]._step_fns[args.cg]
+            record[f"SGN_step_nodes_{key}"] = len(step_fn.maker.fgraph.apply_nodes)
         print(json.dumps(record), flush=True)
     return 0
 

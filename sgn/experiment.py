@@ -56,6 +56,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_prec", type=str2bool, default=False, help="CG_PREC")
     a("--LS", type=str2bool, default=True, help="line search")
     a("--TR", type=str2bool, default=True, help="trust-region adaptation of rho")
+    a("--TR_ratio", choices=["trial", "accepted"], default="trial",
+      help="step the trust-region ratio judges: the full step (trial, as the original) or the accepted one")
     a("--rho_schedule", choices=["const", "linear", "cos"], default="const", help="RHO_DECAY (with TR False)")
     a("--cg_max_iter", type=_positive(int), default=10, help="MAX_CG_ITERS")
     a("--cg_min_iter", type=_positive(int), default=None, help="MIN_CG_ITERS (default: cg_max_iter)")
@@ -89,9 +91,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
 def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     """SGN hyperparameters from the flags (PRINT_LEVEL 0: the progress bar reports)."""
     hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": args.cg_min_iter or args.cg_max_iter,
-          "K_CG": args.K_cg, "TR": args.TR, "LS": args.LS, "CG_PREC": args.cg_prec, "DAMP_RHO": args.rho,
-          "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta, "ALPHA_EXP": args.alpha_exp,
-          "PRINT_LEVEL": 0}
+          "K_CG": args.K_cg, "TR": args.TR, "TR_RATIO": args.TR_ratio, "LS": args.LS, "CG_PREC": args.cg_prec,
+          "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
+          "ALPHA_EXP": args.alpha_exp, "PRINT_LEVEL": 0}
     if not args.TR:
         hp.update(RHO_DECAY=args.rho_schedule, K=args.K)
     return hp

@@ -24,7 +24,7 @@ class LineSearchResult(NamedTuple):
 
 def backtracking_armijo(phi: Callable[[float], float], phi0: float, slope: float,
                         alpha0: float = 1.0, c: float = 1e-4, shrink: float = 0.5,
-                        max_iter: int = 10) -> LineSearchResult:
+                        max_iter: int = 10, phi_alpha0: float | None = None) -> LineSearchResult:
     """Find a step length that satisfies ``phi(alpha) <= phi0 + c * alpha * slope``.
 
     Parameters
@@ -44,6 +44,10 @@ def backtracking_armijo(phi: Callable[[float], float], phi0: float, slope: float
     max_iter : int
         Maximum number of reductions after the first trial, so at most
         ``max_iter + 1`` evaluations of ``phi``.
+    phi_alpha0 : float, optional
+        ``phi(alpha0)`` when the caller has already evaluated it (SGN's trust-region
+        rule needs the loss at the full step whatever the search decides); ``phi`` is
+        then not called for ``alpha0``.  It still counts in ``n_evals``.
 
     Returns
     -------
@@ -58,7 +62,7 @@ def backtracking_armijo(phi: Callable[[float], float], phi0: float, slope: float
     for every trial ``alpha`` (the original kept the target of ``alpha0``).
     """
     alpha = alpha0
-    value = phi(alpha)
+    value = phi(alpha) if phi_alpha0 is None else phi_alpha0
     n_evals = 1
     for _ in range(max_iter):
         if math.isfinite(value) and value <= phi0 + c * alpha * slope:

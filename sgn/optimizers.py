@@ -56,6 +56,7 @@ SGN_DEFAULTS: dict[str, Any] = {
     "RHO_DECAY": "const",     # rho schedule when TR is False: const | linear | cos
     "K": 10,                  # last step of the rho schedule
     "TR": False,              # trust-region adaptation of rho
+    "TR_RATIO": "trial",      # TR ratio of the full step alpha = ALPHA ('trial') or of the accepted one
     "LS": True,               # backtracking Armijo line search
     "RHO_LS": 0.5,            # backtracking factor
     "C_LS": 1e-4,             # Armijo constant
@@ -74,7 +75,8 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "CG_TOL": _NONNEG_REAL, "CG_PREC": Boolean(), "ALPHA_EXP": Interval("real", 0, 1),
     "DAMP_RHO": _NONNEG_REAL, "DAMP_RHO_MIN": _NONNEG_REAL,
     "RHO_DECAY": Options(("const", "linear", "cos")), "K": _POS_INT,
-    "TR": Boolean(), "LS": Boolean(), "RHO_LS": Interval("real", 0, 1, "neither"),
+    "TR": Boolean(), "TR_RATIO": Options(("trial", "accepted")), "LS": Boolean(),
+    "RHO_LS": Interval("real", 0, 1, "neither"),
     "C_LS": Interval("real", 0, 1, "neither"), "MAX_LS_ITERS": _POS_INT,
     "ALPHA": Interval("real", 0, None, "neither"), "BETA": Interval("real", 0, 1, "left"),
     "PRINT_LEVEL": Interval("int", 0, None), "MAX_REJECTED_STEPS": _POS_INT,
@@ -104,6 +106,8 @@ SGD_CONSTRAINTS: dict[str, Any] = {
 # from at least _REJECT_RHO_FLOOR, so that rho = 0 is raised too).
 _REJECT_RHO_FACTOR = 10.0
 _REJECT_RHO_FLOOR = 1e-4
+# CG loops of at most this many iterations are unrolled rather than a scan (see SGN._build).
+_UNROLL_CG_MAX = 5
 
 
 def _jsonable(value: Any) -> Any:
@@ -217,6 +221,9 @@ class _Optimizer:
     # -- checkpoints ------------------------------------------------------------------------------
     # Keys that may differ between the saving and the loading optimizer.
     _FREE_ON_LOAD = ("PRINT_LEVEL", "MAX_REJECTED_STEPS")
+    # Hyperparameters added after checkpoints already existed: the value that a file
+    # without the key was trained with.
+    _ADDED_HYPER_PAR: dict[str, Any] = {}
 
     def _model_description(self) -> dict[str, Any]:
         describe = getattr(self.net, "describe", None)
@@ -275,7 +282,7 @@ class _Optimizer:
                           ("model", _jsonable(self._model_description()))):
             if meta.get(key) != here:
                 raise mismatch(key, meta.get(key), here)
-        saved_hp = meta.get("hyper_par", {})
+        saved_hp = {**self._ADDED_HYPER_PAR, **meta.get("hyper_par", {})}
         here_hp = _jsonable(self.hyper_par)
         differing = sorted(k for k in set(saved_hp) | set(here_hp)
                            if k not in self._FREE_ON_LOAD and saved_hp.get(k) != here_hp.get(k))
@@ -312,7 +319,8 @@ class SGN(_Optimizer):
     3. picks a step length α: backtracking Armijo line search (``LS``) on the same
        mini-batch, or ``ALPHA``;
     4. updates θ ← θ + αΔ and, with ``TR``, adapts ρ from the ratio of actual to
-       predicted loss change; otherwise ρ follows ``RHO_DECAY``.
+       predicted loss change at the full step α = ``ALPHA`` (``TR_RATIO='trial'``) or
+       at the accepted α (``'accepted'``); otherwise ρ follows ``RHO_DECAY``.
 
     Parameters
     ----------
@@ -394,6 +402,7 @@ class SGN(_Optimizer):
 
     _name = "SGN"
     _advice = "a larger DAMP_RHO or a smaller ALPHA"
+    _ADDED_HYPER_PAR = {"TR_RATIO": "accepted"}
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
@@ -461,17 +470,22 @@ class SGN(_Optimizer):
                 [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias],
                 [loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter, cg.residual_norm])
 
-        # Steps 1..K_CG-1 run MIN_CG_ITERS iterations, later steps MAX_CG_ITERS.  One scan
-        # serves both counts.  JAX compiles loops of static length only, so it gets one
-        # unrolled CG per count: a single one of max(MIN, MAX) masked iterations would make
-        # every step pay for the warm-up's count (10 in the paper's runs, against 2-5 after).
-        self._warmup_step_fn = None
-        if is_jax(self.mode):
-            self._step_fn = compile_step(hp["MAX_CG_ITERS"])
-            if hp["K_CG"] > 1 and hp["MIN_CG_ITERS"] != hp["MAX_CG_ITERS"]:
-                self._warmup_step_fn = compile_step(hp["MIN_CG_ITERS"])
-        else:
-            self._step_fn = compile_step(None)
+        # Steps 1..K_CG-1 run MIN_CG_ITERS iterations, later steps MAX_CG_ITERS: one compiled
+        # function per count, shared where the graphs are the same.  A count up to
+        # _UNROLL_CG_MAX is unrolled: a scan's per-call cost is about 100-150 µs whatever its
+        # length, 15-20% of an SGN(2) step on the paper's sine and Boston MLPs, while an
+        # unrolled graph's compile time grows quickly with its length (docs/performance.md).
+        # JAX compiles loops of static length only, so it unrolls every count.
+        counts = {hp["MAX_CG_ITERS"]}
+        if hp["K_CG"] > 1:
+            counts.add(hp["MIN_CG_ITERS"])
+        by_graph: dict[int | None, Any] = {}
+        self._step_fns: dict[int, Any] = {}
+        for count in sorted(counts):
+            static_steps = count if is_jax(self.mode) or count <= _UNROLL_CG_MAX else None
+            if static_steps not in by_graph:
+                by_graph[static_steps] = compile_step(static_steps)
+            self._step_fns[count] = by_graph[static_steps]
         theta_trial = pt.vector("theta_trial", dtype=dt)
         self._loss_at_fn = self._function([theta_trial, self.X, self.y_hat], loss,
                                           givens={theta: theta_trial})
@@ -517,34 +531,37 @@ class SGN(_Optimizer):
         rho = base_rho if self._rho_boost == 1.0 else max(base_rho, _REJECT_RHO_FLOOR) * self._rho_boost
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
-        step_fn = self._step_fn
-        if self._warmup_step_fn is not None and n_cg == hp["MIN_CG_ITERS"]:
-            step_fn = self._warmup_step_fn
         (loss, grad, pred, m_new, delta, g_dot_delta, delta_a_delta, cg_iters,
-         cg_residual) = step_fn(x, y, np.asarray(rho, dt), np.int32(n_cg), self._m,
+         cg_residual) = self._step_fns[n_cg](x, y, np.asarray(rho, dt), np.int32(n_cg), self._m,
                                 np.asarray(beta, dt), np.asarray(bias, dt))
         loss, g_dot_delta, delta_a_delta = float(loss), float(g_dot_delta), float(delta_a_delta)
         if not _finite(loss, grad, delta, g_dot_delta, delta_a_delta):
             return self._reject_step("the loss, gradient or CG direction", loss, grad, pred)
 
         theta0 = self.theta.get_value()
-        ratio = math.nan
+
+        def loss_at(a: float) -> float:
+            return float(self._loss_at_fn((theta0 + a * delta).astype(dt), x, y))
+
+        # The full step α = ALPHA is tried first in every case: the line search starts there,
+        # and the trust-region rule judges the quadratic model by it (see TR_RATIO).
+        alpha, ls_evals, ratio = hp["ALPHA"], 0, math.nan
+        trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] else None
         if hp["LS"]:
-            result = backtracking_armijo(
-                lambda a: float(self._loss_at_fn((theta0 + a * delta).astype(dt), x, y)),
-                loss, g_dot_delta, hp["ALPHA"], hp["C_LS"], hp["RHO_LS"], hp["MAX_LS_ITERS"])
+            result = backtracking_armijo(loss_at, loss, g_dot_delta, alpha, hp["C_LS"], hp["RHO_LS"],
+                                         hp["MAX_LS_ITERS"], phi_alpha0=trial_loss)
             alpha, new_loss, ls_evals = result.alpha, result.value, result.n_evals
-        else:
-            alpha, ls_evals = hp["ALPHA"], 0
-            new_loss = float(self._loss_at_fn((theta0 + alpha * delta).astype(dt), x, y)) \
-                if hp["TR"] else None
         theta_new = (theta0 + alpha * delta).astype(dt)
         if not _finite(theta_new) or (new_loss is not None and not math.isfinite(new_loss)):
             return self._reject_step("the updated θ or its loss", loss, grad, pred)
 
         if hp["TR"]:
-            predicted = alpha * g_dot_delta + 0.5 * alpha * alpha * delta_a_delta
-            ratio = reduction_ratio(new_loss - loss, predicted)
+            # 'trial' (the original package's rule): the model's quality at the step CG proposed,
+            # whatever the line search then accepts; a shorter accepted step fits the model better
+            # merely for being short, so judging it would let ρ fall while the full steps fail.
+            a, actual = (hp["ALPHA"], trial_loss) if hp["TR_RATIO"] == "trial" else (alpha, new_loss)
+            predicted = a * g_dot_delta + 0.5 * a * a * delta_a_delta
+            ratio = reduction_ratio(actual - loss, predicted)
             self.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"])
         else:
             self.rho = base_rho

@@ -40,19 +40,22 @@ def test_bundled_openblas_is_linked():
     assert "OpenBLAS" in scipy_openblas32.get_openblas_config()
 
 
-def test_sgn_step_runs_every_matrix_product_in_c():
-    # A regression MLP: its step has Dot22, Gemm, Gemv and Ger nodes, in and out of the CG scan.
+@pytest.mark.parametrize("cg_iters,is_scan", [(3, False), (8, True)])
+def test_sgn_step_runs_every_matrix_product_in_c(cg_iters, is_scan):
+    # A regression MLP: its step has Dot22, Gemm, Gemv and Ger nodes, in and out of the CG loop,
+    # which is unrolled for short counts and a scan for long ones.
     X, y = pt.matrix("X"), pt.matrix("y")
     net = mlp(X, y, input_size=3, output_size=1, hyper_par={"hs": [8, 8]}, mode="regression", seed=0)
     opt = SGN(X, y, net, losses.mean_squared_error(net.out_sym, y),
-              hyper_par={"MAX_CG_ITERS": 3, "TR": True, "PRINT_LEVEL": 0})
-    thunks = _thunks(opt._step_fn)
+              hyper_par={"MAX_CG_ITERS": cg_iters, "TR": True, "PRINT_LEVEL": 0})
+    step_fn = opt._step_fns[cg_iters]
+    thunks = _thunks(step_fn)
     blas = [(name, is_c) for name, is_c in thunks if name in BLAS_OPS]
     names = {name for name, _ in blas}
     assert {"Dot22", "CGemv", "CGer"} <= names, names  # the C Ops were chosen, not Gemv/Ger/ScipyGer
     slow = sorted({name for name, is_c in blas if not is_c})
     assert not slow, f"matrix products running as Python thunks (no BLAS linked): {slow}"
-    assert any(isinstance(n.op, Scan) for n in opt._step_fn.maker.fgraph.toposort())
+    assert any(isinstance(n.op, Scan) for n in step_fn.maker.fgraph.toposort()) == is_scan
 
 
 def test_linked_products_are_correct():

@@ -66,6 +66,22 @@ def test_load_rejects_another_model_or_settings(tmp_path):
     _make(SGN, {**HP, "PRINT_LEVEL": 2}).load(path)
 
 
+def test_a_file_from_before_tr_ratio_loads_as_the_accepted_rule(tmp_path):
+    # Checkpoints written before TR_RATIO existed were trained with the accepted-step rule.
+    path, old = tmp_path / "c.npz", tmp_path / "old.npz"
+    opt = _make(SGN, {**HP, "TR_RATIO": "accepted"})
+    opt.step(*_batches(1)[0])
+    opt.save(path)
+    arrays, meta = load_checkpoint(path)
+    del meta["hyper_par"]["TR_RATIO"]
+    save_checkpoint(old, arrays, {k: v for k, v in meta.items() if k != "format_version"})
+    resumed = _make(SGN, {**HP, "TR_RATIO": "accepted"}, seed=5)
+    resumed.load(old)
+    assert np.array_equal(resumed.theta.get_value(), opt.theta.get_value())
+    with pytest.raises(CheckpointError, match=r"hyper_par \['TR_RATIO'\]"):
+        _make(SGN, HP).load(old)
+
+
 def test_corrupt_truncated_and_foreign_files(tmp_path):
     path = tmp_path / "c.npz"
     opt = _make(SGN, HP)

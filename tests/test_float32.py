@@ -30,7 +30,7 @@ def test_float32_step_has_no_hidden_upcast():
         opt = SGN(X, y, net, loss, {"TR": True, "BETA": 0.5, "CG_PREC": True, "ALPHA_EXP": 0.5,
                                     "PRINT_LEVEL": 0})
         sgd = SGD(X, y, net, loss, {"LR0": 0.1, "MOMENTUM": 0.9})
-        assert _float64_in(opt._step_fn) == []
+        assert all(_float64_in(fn) == [] for fn in opt._step_fns.values())
         assert _float64_in(opt._loss_at_fn) == []
         assert _float64_in(sgd._grad_fn) == []
         rng = np.random.default_rng(0)

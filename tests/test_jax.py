@@ -49,7 +49,7 @@ def test_jax_step_matches_the_c_backend(build, shape):
     np.testing.assert_allclose(got[3], ref[3], rtol=1e-8, atol=1e-12)   # G·v
     assert got[4] == ref[4]  # the same CG iteration counts (MIN_CG_ITERS warm-up, then MAX_CG_ITERS)
     # The CG loop is unrolled for JAX: no scan, whose loop length JAX would need static.
-    assert not any(isinstance(n.op, Scan) for n in got[0]._step_fn.maker.fgraph.toposort())
+    assert not any(isinstance(n.op, Scan) for fn in got[0]._step_fns.values() for n in fn.maker.fgraph.toposort())
 
 
 def test_jax_sgd_matches_the_c_backend():
@@ -76,10 +76,10 @@ def test_jax_steps_after_the_warm_up_compile_only_max_cg_iters():
 
     opt = build({"MIN_CG_ITERS": 4, "MAX_CG_ITERS": 1, "K_CG": 3})
     reference = build({"MIN_CG_ITERS": 1, "MAX_CG_ITERS": 1})  # CG 1 from the first step
-    assert reference._warmup_step_fn is None
+    assert list(reference._step_fns) == [1]
     # The steps after the warm-up run the same graph as a CG-1 optimizer's, not a masked CG 4.
-    assert n_nodes(opt._step_fn) == n_nodes(reference._step_fn)
-    assert n_nodes(opt._warmup_step_fn) > n_nodes(opt._step_fn)
+    assert n_nodes(opt._step_fns[1]) == n_nodes(reference._step_fns[1])
+    assert n_nodes(opt._step_fns[4]) > n_nodes(opt._step_fns[1])
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(12, 6)), rng.integers(0, 3, 12).astype("int32")
     for _ in range(4):

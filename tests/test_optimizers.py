@@ -6,8 +6,10 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.scan.op import Scan
 
 from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownParameterError, losses
+from sgn import optimizers
 from sgn.models import mlp
 from sgn.optimizers import SGD_CONSTRAINTS, SGN_CONSTRAINTS
 
@@ -181,6 +183,56 @@ def test_trust_region_follows_the_hand_rule():
         assert opt.rho == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("rule", ["trial", "accepted"])
+def test_trust_region_ratio_with_line_search_judges_the_chosen_step(rule):
+    # ALPHA = 1.9 overshoots (the model still predicts a decrease below 2), so the line search
+    # backtracks and the two rules see different steps: 'trial' the full step ALPHA·Δ,
+    # 'accepted' the step α·Δ that the search kept.
+    X, y, net, loss = _classifier(seed=6)
+    alpha0 = 1.9
+    opt = SGN(X, y, net, loss, {"TR": True, "TR_RATIO": rule, "LS": True, "ALPHA": alpha0, "DAMP_RHO": 1e-3,
+                                "DAMP_RHO_MIN": 1e-6, "MAX_CG_ITERS": 3, "PRINT_LEVEL": 0})
+    for i in range(6):
+        x, yb = _batch(30 + i)
+        theta0 = opt.theta.get_value()
+        loss0, grad, _ = opt.step(x, yb)
+        theta1 = opt.theta.get_value()
+        alpha, rho = opt.alpha[-1], opt.damp_rho[-1]
+        direction = (theta1 - theta0) / alpha
+        judged = (alpha0 if rule == "trial" else alpha) * direction
+        opt.theta.set_value(theta0 + judged)
+        judged_loss = opt.cost(x, yb)[0]
+        opt.theta.set_value(theta0)  # the model is the one at θ0
+        Gs = opt.gn_vector_product(x, yb, judged) + rho * judged
+        opt.theta.set_value(theta1)
+        ratio = (judged_loss - loss0) / (grad @ judged + 0.5 * judged @ Gs)
+        assert opt.history["ratio"][-1] == pytest.approx(ratio, rel=1e-6)
+        expected = rho * 1.5 if ratio < 0.25 else (max(rho * 2 / 3, 1e-6) if ratio > 0.75 else rho)
+        assert opt.rho == pytest.approx(expected)
+    assert min(opt.alpha) < alpha0  # the search did backtrack, so the rules were told apart
+
+
+def test_short_cg_loops_are_unrolled_and_match_the_scan(monkeypatch):
+    hp = {"MIN_CG_ITERS": 7, "MAX_CG_ITERS": 2, "K_CG": 3, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0}
+    X, y, net, loss = _classifier(seed=7)
+    theta_init = net.theta.get_value()
+    unrolled = SGN(X, y, net, loss, hp)
+    has_scan = {k: any(isinstance(n.op, Scan) for n in fn.maker.fgraph.toposort())
+                for k, fn in unrolled._step_fns.items()}
+    assert has_scan == {2: False, 7: True}  # the warm-up's 7 iterations stay a scan
+    monkeypatch.setattr(optimizers, "_UNROLL_CG_MAX", 0)
+    scanned = SGN(X, y, net, loss, hp)
+    assert all(any(isinstance(n.op, Scan) for n in fn.maker.fgraph.toposort()) for fn in scanned._step_fns.values())
+    thetas = []
+    for opt in (unrolled, scanned):
+        net.theta.set_value(theta_init)
+        for i in range(5):
+            opt.step(*_batch(40 + i))
+        thetas.append(net.theta.get_value())
+        assert opt.history["cg_iters"] == [7, 7, 2, 2, 2]
+    np.testing.assert_allclose(thetas[0], thetas[1], rtol=1e-9, atol=1e-12)
+
+
 def test_beta_averages_gradients_with_bias_correction():
     X, y, net, loss = _classifier(seed=3)
     beta = 0.9
@@ -212,7 +264,7 @@ def test_non_finite_steps_are_rejected_then_raise():
 def test_rejected_step_raises_rho_for_the_retry():
     X, y, net, loss = _classifier(seed=5)
     opt = SGN(X, y, net, loss, {"DAMP_RHO": 1e-3, "MAX_CG_ITERS": 2, "PRINT_LEVEL": 0})
-    real_step_fn = opt._step_fn
+    real_step_fn = opt._step_fns[2]
     calls = []
 
     def poisoned(*args):
@@ -221,7 +273,7 @@ def test_rejected_step_raises_rho_for_the_retry():
         if len(calls) == 1:
             out[4] = np.full_like(out[4], np.nan)  # the CG direction
         return out
-    opt._step_fn = poisoned
+    opt._step_fns[2] = poisoned
     theta0 = opt.theta.get_value()
     x, yb = _batch(6)
     opt.step(x, yb)
