@@ -10,6 +10,10 @@ C backend (the default)::
     python examples/bench_backends.py --repeats 20
     python examples/bench_backends.py --nets sine boston --backends c numba
     python examples/bench_backends.py --nets sine --backends c jax --cg 2 --warmup_cg 10
+    python examples/bench_backends.py --nets sine boston mnist --backends c c_scan --cg 2 --warmup_cg 10
+
+``c_scan`` is the C backend with every CG loop a ``scan``: what the C backend ran before CG
+loops of up to ``sgn.optimizers._UNROLL_CG_MAX`` iterations were unrolled.
 
 Networks: ``sine`` (MLP [20, 20, 20], 1 input, batch 1000), ``boston`` ([100, 100], 13 inputs,
 batch 101), ``mnist`` ([20, 20, 20], 784 inputs, batch 1000), ``fashion`` (``architecture_1``,
@@ -37,7 +41,8 @@ NETS = {  # name -> (input shape, output size, hidden layers or architecture, ba
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=["sine", "boston", "mnist", "fashion"])
-    parser.add_argument("--backends", nargs="+", choices=["c", "numba", "jax"], default=["c", "numba", "jax"])
+    parser.add_argument("--backends", nargs="+", choices=["c", "c_scan", "numba", "jax"],
+                        default=["c", "numba", "jax"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cg", type=int, default=3, help="MAX_CG_ITERS")
     parser.add_argument("--warmup_cg", type=int, default=None,
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pytensor.tensor as pt
 
-    from sgn import SGN, losses
+    from sgn import SGN, losses, optimizers
     from sgn.backends import blas_info
     from sgn.models import load_architecture, mlp, vgg
 
@@ -84,7 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         opts, compile_s = {}, {}
         for backend in args.backends:
             start = time.perf_counter()
-            opts[backend] = SGN(X, y_sym, net, loss, hp, mode=backend)
+            if backend == "c_scan":
+                unroll_max, optimizers._UNROLL_CG_MAX = optimizers._UNROLL_CG_MAX, 0
+                try:
+                    opts[backend] = SGN(X, y_sym, net, loss, hp, mode="c")
+                finally:
+                    optimizers._UNROLL_CG_MAX = unroll_max
+            else:
+                opts[backend] = SGN(X, y_sym, net, loss, hp, mode=backend)
             net.theta.set_value(theta0)
             opts[backend].step(x, y)  # the JAX backend compiles on its first call
             compile_s[backend] = time.perf_counter() - start

@@ -8,6 +8,9 @@ layout of the paper's Tables 1–3; and, for the
 SGN runs, how often the damping and the line search acted (:func:`damping_table`)::
 
     python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
+
+Several folders pool their runs (e.g. SGN runs redone after a change to SGN, beside the SGD
+runs of the same grid that the change did not touch); a run present in two folders is an error.
 """
 
 from __future__ import annotations
@@ -31,7 +34,28 @@ def load_runs(folder: str) -> dict[tuple[str, float], list[dict]]:
         if m:
             with open(path, encoding="utf-8") as fh:
                 runs[(m.group(1), float(m.group(2)))].append(json.load(fh))
+    return _ordered(runs)
+
+
+def _ordered(runs: dict) -> dict:
+    """SGD configurations first, then SGN, each by ascending parameter."""
     return dict(sorted(runs.items(), key=lambda kv: (kv[0][0] != "SGD", kv[0][1])))
+
+
+def load_folders(folders: list[str]) -> dict[tuple[str, float], list[dict]]:
+    """:func:`load_runs` of every folder, pooled; a ``res_*`` run found in two folders raises ``ValueError``."""
+    seen: dict[str, str] = {}
+    for folder in folders:
+        for path in glob.glob(os.path.join(folder, "res_*_*_*", "results.json")):
+            run = os.path.basename(os.path.dirname(path))
+            if run in seen:
+                raise ValueError(f"{run} is in both {seen[run]} and {folder}")
+            seen[run] = folder
+    pooled = defaultdict(list)
+    for folder in folders:
+        for cfg, results in load_runs(folder).items():
+            pooled[cfg].extend(results)
+    return _ordered(pooled)
 
 
 def value_at(timeline: list[dict], axis: str, t: float, key: str) -> float:
@@ -149,17 +173,22 @@ def damping_table(runs) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="one benchmark's folder, e.g. results/mnist")
+    parser.add_argument("folders", nargs="+", help="one benchmark's folder, e.g. results/mnist; several are pooled")
+    parser.add_argument("--name", default=None, help="benchmark name in titles and file names (default: the first "
+                                                     "folder's name)")
     parser.add_argument("--out", default="figures")
     parser.add_argument("--snap", type=float, nargs="+", default=None, help="table times in seconds")
     parser.add_argument("--snap_epochs", type=float, nargs="+", default=None,
                         help="also tabulate at these epochs (e.g. the epochs the paper's runs reached)")
     args = parser.parse_args(argv)
-    runs = load_runs(args.folder)
+    try:
+        runs = load_folders(args.folders)
+    except ValueError as err:
+        parser.error(str(err))
     if not runs:
-        print(f"no res_<SOLVER>_<param>_<seed>/results.json under {args.folder}", file=sys.stderr)
+        print(f"no res_<SOLVER>_<param>_<seed>/results.json under {' '.join(args.folders)}", file=sys.stderr)
         return 1
-    bench = os.path.basename(os.path.normpath(args.folder))
+    bench = args.name or os.path.basename(os.path.normpath(args.folders[0]))
     os.makedirs(args.out, exist_ok=True)
     classification = "test_acc" in next(iter(runs.values()))[0]["final"]
     test_key = "test_acc" if classification else "test_loss"

@@ -114,6 +114,32 @@ def test_plot_makes_figures_and_a_table(tmp_path):
     assert len(os.listdir(tmp_path / "fig")) == 4
 
 
+def test_plot_pools_folders_and_refuses_a_run_in_two(tmp_path):
+    import plot
+
+    def write(folder, solver, param, seed, acc):
+        run = tmp_path / folder / f"res_{solver}_{param}_{seed}"
+        run.mkdir(parents=True)
+        timeline = [{"seconds": s, "epoch": s, "iteration": s, "train_loss": 1.0, "test_loss": 1.0, "test_acc": acc}
+                    for s in range(3)]
+        (run / "results.json").write_text(json.dumps({"timeline": timeline, "final": timeline[-1]}))
+    write("old", "SGD", 0.1, 1, 0.5)
+    write("old", "SGN", 3, 1, 0.6)  # an SGN run that "new" redoes for seed 2 only
+    write("new", "SGN", 3, 2, 0.8)
+    runs = plot.load_folders([str(tmp_path / "old"), str(tmp_path / "new")])
+    assert list(runs) == [("SGD", 0.1), ("SGN", 3.0)]
+    assert [r["final"]["test_acc"] for r in runs[("SGN", 3.0)]] == [0.6, 0.8]
+    assert "| SGN (3) | 70.0 |" in plot.table(runs, "test_acc", [2.0])
+    fig = tmp_path / "fig"
+    assert plot.main([str(tmp_path / "old"), str(tmp_path / "new"), "--name", "pooled", "--out", str(fig)]) == 0
+    assert sorted(os.listdir(fig))[0].startswith("pooled_")
+    write("new", "SGN", 3, 1, 0.9)
+    with pytest.raises(SystemExit):
+        plot.main([str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(fig)])
+    with pytest.raises(ValueError, match="res_SGN_3_1 is in both"):
+        plot.load_folders([str(tmp_path / "old"), str(tmp_path / "new")])
+
+
 def test_plot_damping_table_counts_floor_and_backtracking_steps(tmp_path):
     import plot
     folder = tmp_path / "toy"
@@ -140,11 +166,11 @@ def test_plot_damping_table_counts_floor_and_backtracking_steps(tmp_path):
 
 def test_bench_backends_prints_one_row_per_backend():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "bench_backends.py"), "--nets", "sine",
-                           "--backends", "c", "numba", "--repeats", "2", "--cg", "2", "--warmup_cg", "3"],
+                           "--backends", "c", "c_scan", "numba", "--repeats", "2", "--cg", "2", "--warmup_cg", "3"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [(r["net"], r["backend"]) for r in rows] == [("sine", "c"), ("sine", "numba")]
+    assert [(r["net"], r["backend"]) for r in rows] == [("sine", "c"), ("sine", "c_scan"), ("sine", "numba")]
     assert all(r["step_ms"] > 0 and r["n_params"] == 901 and (r["cg"], r["warmup_cg"]) == (2, 3) for r in rows)
     assert "| sine | 901 | 1000 |" in proc.stdout and "BLAS: scipy-openblas32" in proc.stdout
 
