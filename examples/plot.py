@@ -9,8 +9,9 @@ SGN runs, how often the damping and the line search acted (:func:`damping_table`
 
     python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
 
-Several folders pool their runs (e.g. SGN runs redone after a change to SGN, beside the SGD
-runs of the same grid that the change did not touch); a run present in two folders is an error.
+Several folders pool their runs: a configuration found in a later folder replaces the earlier
+folders' runs of it (e.g. SGN runs redone after a change to SGN, beside the SGD runs of the same
+grid that the change did not touch), and the output says which folder each one came from.
 """
 
 from __future__ import annotations
@@ -42,20 +43,17 @@ def _ordered(runs: dict) -> dict:
     return dict(sorted(runs.items(), key=lambda kv: (kv[0][0] != "SGD", kv[0][1])))
 
 
-def load_folders(folders: list[str]) -> dict[tuple[str, float], list[dict]]:
-    """:func:`load_runs` of every folder, pooled; a ``res_*`` run found in two folders raises ``ValueError``."""
-    seen: dict[str, str] = {}
-    for folder in folders:
-        for path in glob.glob(os.path.join(folder, "res_*_*_*", "results.json")):
-            run = os.path.basename(os.path.dirname(path))
-            if run in seen:
-                raise ValueError(f"{run} is in both {seen[run]} and {folder}")
-            seen[run] = folder
-    pooled = defaultdict(list)
+def load_folders(folders: list[str]) -> tuple[dict[tuple[str, float], list[dict]], dict[tuple[str, float], str]]:
+    """:func:`load_runs` of several folders, and the folder each configuration came from.
+
+    A configuration (solver and parameter) found in a later folder replaces every run of it
+    from the earlier folders, so its seeds never mix two versions of the code.
+    """
+    runs, source = {}, {}
     for folder in folders:
         for cfg, results in load_runs(folder).items():
-            pooled[cfg].extend(results)
-    return _ordered(pooled)
+            runs[cfg], source[cfg] = results, folder
+    return _ordered(runs), source
 
 
 def value_at(timeline: list[dict], axis: str, t: float, key: str) -> float:
@@ -173,7 +171,8 @@ def damping_table(runs) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", help="one benchmark's folder, e.g. results/mnist; several are pooled")
+    parser.add_argument("folders", nargs="+", help="one benchmark's folder, e.g. results/mnist; several are pooled, "
+                                                     "a later folder's configurations replacing the earlier ones'")
     parser.add_argument("--name", default=None, help="benchmark name in titles and file names (default: the first "
                                                      "folder's name)")
     parser.add_argument("--out", default="figures")
@@ -181,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snap_epochs", type=float, nargs="+", default=None,
                         help="also tabulate at these epochs (e.g. the epochs the paper's runs reached)")
     args = parser.parse_args(argv)
-    try:
-        runs = load_folders(args.folders)
-    except ValueError as err:
-        parser.error(str(err))
+    runs, source = load_folders(args.folders)
     if not runs:
         print(f"no res_<SOLVER>_<param>_<seed>/results.json under {' '.join(args.folders)}", file=sys.stderr)
         return 1
@@ -196,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         for axis in ("seconds", "epoch"):
             name = f"{bench}_{key}_{'time' if axis == 'seconds' else 'epochs'}.png"
             plot(runs, key, axis, os.path.join(args.out, name), f"{bench}: {key.replace('_', ' ')}", log)
+    if len(args.folders) > 1:
+        for folder in args.folders:
+            mine = [label(*cfg) for cfg in runs if source[cfg] == folder]
+            print(f"from {folder}: {', '.join(mine) or 'nothing'}")
+        print()
     snaps = args.snap or [min(r["timeline"][-1]["seconds"] for rs in runs.values() for r in rs)]
     for axis, points in (("seconds", snaps), ("epoch", args.snap_epochs)):
         if points:

@@ -114,7 +114,7 @@ def test_plot_makes_figures_and_a_table(tmp_path):
     assert len(os.listdir(tmp_path / "fig")) == 4
 
 
-def test_plot_pools_folders_and_refuses_a_run_in_two(tmp_path):
+def test_plot_pools_folders_a_later_one_replacing_whole_configurations(tmp_path, capsys):
     import plot
 
     def write(folder, solver, param, seed, acc):
@@ -123,21 +123,24 @@ def test_plot_pools_folders_and_refuses_a_run_in_two(tmp_path):
         timeline = [{"seconds": s, "epoch": s, "iteration": s, "train_loss": 1.0, "test_loss": 1.0, "test_acc": acc}
                     for s in range(3)]
         (run / "results.json").write_text(json.dumps({"timeline": timeline, "final": timeline[-1]}))
-    write("old", "SGD", 0.1, 1, 0.5)
-    write("old", "SGN", 3, 1, 0.6)  # an SGN run that "new" redoes for seed 2 only
-    write("new", "SGN", 3, 2, 0.8)
-    runs = plot.load_folders([str(tmp_path / "old"), str(tmp_path / "new")])
-    assert list(runs) == [("SGD", 0.1), ("SGN", 3.0)]
-    assert [r["final"]["test_acc"] for r in runs[("SGN", 3.0)]] == [0.6, 0.8]
-    assert "| SGN (3) | 70.0 |" in plot.table(runs, "test_acc", [2.0])
+    for seed in (1, 2):
+        write("old", "SGD", 0.1, seed, 0.5)
+        write("old", "SGN", 3, seed, 0.6)
+        write("old", "SGN", 5, seed, 0.7)
+    write("new", "SGN", 3, 1, 0.8)  # SGN(3) redone: both of its old seeds must go, not only seed 1
+    write("new", "SGN", 3, 2, 0.9)
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    runs, source = plot.load_folders([old, new])
+    assert list(runs) == [("SGD", 0.1), ("SGN", 3.0), ("SGN", 5.0)]
+    assert [r["final"]["test_acc"] for r in runs[("SGN", 3.0)]] == [0.8, 0.9]
+    assert source == {("SGD", 0.1): old, ("SGN", 3.0): new, ("SGN", 5.0): old}
+    table = plot.table(runs, "test_acc", [2.0])
+    assert "| SGN (3) | 85.0 |" in table and "| SGN (5) | 70.0 |" in table and "| SGD (0.1) | 50.0 |" in table
     fig = tmp_path / "fig"
-    assert plot.main([str(tmp_path / "old"), str(tmp_path / "new"), "--name", "pooled", "--out", str(fig)]) == 0
-    assert sorted(os.listdir(fig))[0].startswith("pooled_")
-    write("new", "SGN", 3, 1, 0.9)
-    with pytest.raises(SystemExit):
-        plot.main([str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(fig)])
-    with pytest.raises(ValueError, match="res_SGN_3_1 is in both"):
-        plot.load_folders([str(tmp_path / "old"), str(tmp_path / "new")])
+    assert plot.main([old, new, "--name", "pooled", "--out", str(fig)]) == 0
+    assert all(name.startswith("pooled_") for name in os.listdir(fig))
+    out = capsys.readouterr().out
+    assert f"from {old}: SGD (0.1), SGN (5)" in out and f"from {new}: SGN (3)" in out
 
 
 def test_plot_damping_table_counts_floor_and_backtracking_steps(tmp_path):
