@@ -533,7 +533,7 @@ class SGN(_Optimizer):
         bias = 1.0 - beta ** t if beta > 0 else 1.0
         (loss, grad, pred, m_new, delta, g_dot_delta, delta_a_delta, cg_iters,
          cg_residual) = self._step_fns[n_cg](x, y, np.asarray(rho, dt), np.int32(n_cg), self._m,
-                                np.asarray(beta, dt), np.asarray(bias, dt))
+                                             np.asarray(beta, dt), np.asarray(bias, dt))
         loss, g_dot_delta, delta_a_delta = float(loss), float(g_dot_delta), float(delta_a_delta)
         if not _finite(loss, grad, delta, g_dot_delta, delta_a_delta):
             return self._reject_step("the loss, gradient or CG direction", loss, grad, pred)
@@ -543,8 +543,8 @@ class SGN(_Optimizer):
         def loss_at(a: float) -> float:
             return float(self._loss_at_fn((theta0 + a * delta).astype(dt), x, y))
 
-        # The full step α = ALPHA is tried first in every case: the line search starts there,
-        # and the trust-region rule judges the quadratic model by it (see TR_RATIO).
+        # The full step α = ALPHA is tried first: the line search starts there, and the
+        # trust-region rule judges the quadratic model by it (see TR_RATIO).
         alpha, ls_evals, ratio = hp["ALPHA"], 0, math.nan
         trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] else None
         if hp["LS"]:

@@ -51,3 +51,14 @@ def test_non_finite_trial_counts_as_failure_then_backtracks():
         return math.nan if alpha > 0.3 else 1.0 - alpha
     res = backtracking_armijo(phi, 1.0, -1.0, alpha0=1.0, c=1e-4, shrink=0.5)
     assert res.alpha == 0.25 and res.success and res.n_evals == 3
+
+
+def test_a_known_first_value_is_used_not_recomputed():
+    # Same quadratic as the backtracking test; phi(1) = 2 is passed in, so phi runs from 0.5 on.
+    phi, calls = quadratic(1.0, -1.0, 4.0)
+    res = backtracking_armijo(phi, 1.0, -1.0, alpha0=1.0, c=1e-4, shrink=0.5, phi_alpha0=2.0)
+    assert res.alpha == 0.25 and res.n_evals == 3 and res.success
+    assert calls == [0.5, 0.25]
+    # When alpha0 passes, the given value is the result.
+    phi, calls = quadratic(1.0, -1.0, 1.0)
+    assert backtracking_armijo(phi, 1.0, -1.0, phi_alpha0=0.5) == (1.0, 0.5, 1, True) and calls == []
