@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .checkpoint import atomic_write_bytes
+from .optimizers import SGN_DEFAULTS, TR_RATIOS
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment"]
 
@@ -56,7 +57,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_prec", type=str2bool, default=False, help="CG_PREC")
     a("--LS", type=str2bool, default=True, help="line search")
     a("--TR", type=str2bool, default=True, help="trust-region adaptation of rho")
-    a("--TR_ratio", choices=["trial", "accepted"], default="trial",
+    a("--TR_ratio", choices=TR_RATIOS, default=SGN_DEFAULTS["TR_RATIO"],
       help="step the trust-region ratio judges: the full step (trial, as the original) or the accepted one")
     a("--rho_schedule", choices=["const", "linear", "cos"], default="const", help="RHO_DECAY (with TR False)")
     a("--cg_max_iter", type=_positive(int), default=10, help="MAX_CG_ITERS")

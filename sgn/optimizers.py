@@ -67,6 +67,9 @@ SGN_DEFAULTS: dict[str, Any] = {
     "MAX_REJECTED_STEPS": 10,  # consecutive non-finite steps tolerated before NonFiniteStepError
 }
 
+# The values of TR_RATIO: the step whose loss change the trust-region rule judges.
+TR_RATIOS = ("trial", "accepted")
+
 _POS_INT = Interval("int", 1, None)
 _NONNEG_REAL = Interval("real", 0, None)
 
@@ -75,7 +78,7 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "CG_TOL": _NONNEG_REAL, "CG_PREC": Boolean(), "ALPHA_EXP": Interval("real", 0, 1),
     "DAMP_RHO": _NONNEG_REAL, "DAMP_RHO_MIN": _NONNEG_REAL,
     "RHO_DECAY": Options(("const", "linear", "cos")), "K": _POS_INT,
-    "TR": Boolean(), "TR_RATIO": Options(("trial", "accepted")), "LS": Boolean(),
+    "TR": Boolean(), "TR_RATIO": Options(TR_RATIOS), "LS": Boolean(),
     "RHO_LS": Interval("real", 0, 1, "neither"),
     "C_LS": Interval("real", 0, 1, "neither"), "MAX_LS_ITERS": _POS_INT,
     "ALPHA": Interval("real", 0, None, "neither"), "BETA": Interval("real", 0, 1, "left"),
