@@ -65,6 +65,18 @@ def test_boolean_flags_take_true_false(tmp_path):
     assert bad.returncode == 2 and "expected True or False" in bad.stderr
 
 
+def test_tr_ratio_flag_reaches_the_sgn_hyperparameters():
+    import argparse
+
+    from sgn.experiment import add_common_arguments, sgn_hyper_par
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, inits=("paper",))
+    assert sgn_hyper_par(parser.parse_args([]))["TR_RATIO"] == "trial"
+    assert sgn_hyper_par(parser.parse_args(["--TR_ratio", "accepted"]))["TR_RATIO"] == "accepted"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--TR_ratio", "full"])
+
+
 def test_conv_net_script_with_a_time_budget(tmp_path):
     out = tmp_path / "fashion"
     proc = _script("conv_net.py", "--dataset", "fashion", "--architecture", "architecture_1", "--data_dir",
