@@ -1,58 +1,79 @@
-"""Draw the paper's figures and tables from the result folders of ``examples/reproduce.py``.
+"""Draw the paper's figures and tables from runs: one run folder, grid folders, or a committed summary.
 
-For one benchmark folder (``<root>/<bench>/res_<SOLVER>_<param>_<seed>/results.json``):
-train loss and test loss (or test accuracy) against epochs and against measured training
-seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed; a Markdown
-table of the test metric at given times (and, with ``--snap_epochs``, at given epochs), in the
-layout of the paper's Tables 1–3; and, for the
-SGN runs, how often the damping and the line search acted (:func:`damping_table`)::
+Each input is one of
 
-    python examples/plot.py docs/results_data/mnist --snap 25 --out docs/figures
+* a run folder holding ``results.json`` (what ``examples/mlp.py --out DIR`` writes);
+* a grid folder, ``<root>/<bench>/res_<SOLVER>_<param>_<seed>/results.json`` (what
+  ``examples/reproduce.py`` writes);
+* a summary folder holding ``runs.csv`` and ``timeline.csv`` (``docs/results/<bench>``, written
+  by ``--write_summary``), with ``--grids`` naming which of its grids to use.
 
-Several folders pool their runs: a configuration found in a later folder replaces the earlier
-folders' runs of it (e.g. SGN runs redone after a change to SGN, beside the SGD runs of the same
-grid that the change did not touch), and the output says which folder each one came from.
+Drawn: train loss, test loss and (for classification) test accuracy against epochs and against
+measured training seconds, the mean over seeds with a min–max band, SGD solid and SGN dashed.
+Printed: a Markdown table of the test metric at given times (and, with ``--snap_epochs``, at
+given epochs) in the layout of the paper's Tables 1–3, and for the SGN runs how often the
+damping and the line search acted::
+
+    python examples/plot.py docs/results/mnist --grids mnist mnist_sgn_trial_ratio --snap 25 100 --out docs/figures
+    python examples/plot.py results/mnist_sgn3                    # one run
+    python examples/plot.py results/sine --write_summary my_summary  # a grid into a summary
+
+Several inputs (or grids) pool their runs: a configuration (solver and parameter) found in a
+later one replaces every run of it from the earlier ones, so that no configuration mixes two
+versions of the code, and the output says where each configuration came from.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
-import re
 import sys
-from collections import defaultdict
 
 import numpy as np
 
+from sgn.results import damping_stats, is_summary, load_grid, load_result, read_summary, write_summary
 
-def load_runs(folder: str) -> dict[tuple[str, float], list[dict]]:
-    """``{(solver, param): [results, ...]}`` over seeds."""
-    runs = defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(folder, "res_*_*_*", "results.json"))):
-        m = re.match(r"res_(SGN|SGD)_([0-9.e+-]+)_(\d+)$", os.path.basename(os.path.dirname(path)))
-        if m:
-            with open(path, encoding="utf-8") as fh:
-                runs[(m.group(1), float(m.group(2)))].append(json.load(fh))
-    return _ordered(runs)
+Runs = dict  # {(solver, param): [result, ...]}
 
 
-def _ordered(runs: dict) -> dict:
+def _ordered(runs: Runs) -> Runs:
     """SGD configurations first, then SGN, each by ascending parameter."""
     return dict(sorted(runs.items(), key=lambda kv: (kv[0][0] != "SGD", kv[0][1])))
 
 
-def load_folders(folders: list[str]) -> tuple[dict[tuple[str, float], list[dict]], dict[tuple[str, float], str]]:
-    """:func:`load_runs` of several folders, and the folder each configuration came from.
+def load_runs(folder: str) -> Runs:
+    """``{(solver, param): [results, ...]}`` over seeds, of a grid folder or of one run folder."""
+    if os.path.isfile(os.path.join(folder, "results.json")):
+        result = load_result(folder)
+        cfg = result.get("config", {})
+        solver = cfg.get("solver", "SGN" if "rho" in result or "damping" in result else "SGD")
+        param = cfg.get("cg_max_iter" if solver == "SGN" else "lr", float("nan"))
+        result.setdefault("seed", cfg.get("seed", 0))
+        result.setdefault("run", os.path.basename(os.path.normpath(folder)))
+        return {(solver, float(param)): [result]}
+    return _ordered(load_grid(folder))
 
-    A configuration (solver and parameter) found in a later folder replaces every run of it
-    from the earlier folders, so its seeds never mix two versions of the code.
+
+def load_folders(folders: list[str], grids: list[str] | None = None) -> tuple[Runs, dict]:
+    """The runs of several inputs pooled, and where each configuration came from.
+
+    A configuration found in a later input (or a later grid of a summary) replaces every
+    run of it from the earlier ones.
+
+    Returns
+    -------
+    (runs, source)
+        ``source[(solver, param)]`` is the folder (``folder:grid`` for a summary).
     """
     runs, source = {}, {}
     for folder in folders:
-        for cfg, results in load_runs(folder).items():
-            runs[cfg], source[cfg] = results, folder
+        if is_summary(folder):
+            parts = [(f"{folder}:{grid}", r) for grid, r in read_summary(folder, grids).items()]
+        else:
+            parts = [(folder, load_runs(folder))]
+        for where, found in parts:
+            for cfg, results in found.items():
+                runs[cfg], source[cfg] = results, where
     return _ordered(runs), source
 
 
@@ -61,36 +82,51 @@ def value_at(timeline: list[dict], axis: str, t: float, key: str) -> float:
     best = float("nan")
     for rec in timeline:
         if rec[axis] <= t + 1e-9:
-            best = rec[key]
+            best = rec.get(key, float("nan"))
         else:
             break
     return best
 
 
 def label(solver: str, param: float) -> str:
-    return f"{solver} ({param:g})"
+    return solver if np.isnan(param) else f"{solver} ({param:g})"
 
 
-def curves(runs, axis: str, key: str, n: int = 200):
+def curves(runs: Runs, axis: str, key: str, n: int = 200) -> dict:
     """Per config: grid, mean, min, max of ``key`` against ``axis`` over the common range of the seeds."""
     out = {}
     for cfg, results in runs.items():
         ends = [r["timeline"][-1][axis] for r in results]
         grid = np.linspace(0, min(ends), n)
         vals = np.array([[value_at(r["timeline"], axis, t, key) for t in grid] for r in results], dtype=float)
-        out[cfg] = (grid, np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0))
+        with np.errstate(all="ignore"), _quiet():
+            out[cfg] = (grid, np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0))
     return out
 
 
-def plot(runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
+class _quiet:
+    """Silence NumPy's all-NaN-slice warnings (a diverged seed's missing values)."""
+
+    def __enter__(self):
+        import warnings
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def plot(runs: Runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
+    """One figure of ``key`` against ``axis`` ("seconds" or "epoch"), written to ``path`` (PNG or SVG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, ((solver, param), (grid, mean, lo, hi)) in enumerate(curves(runs, axis, key).items()):
         color = f"C{i % 10}"
-        clip = 1e3 if log else None
-        mean, lo, hi = (np.minimum(a, clip) for a in (mean, lo, hi)) if clip else (mean, lo, hi)
+        if log:  # a diverged SGD would squash every other curve
+            mean, lo, hi = (np.minimum(a, 1e3) for a in (mean, lo, hi))
         ax.plot(grid, mean, ls="--" if solver == "SGN" else "-", color=color, label=label(solver, param))
         ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
     if log:
@@ -100,7 +136,7 @@ def plot(runs, key: str, axis: str, path: str, title: str, log: bool) -> None:
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -109,7 +145,7 @@ _TABLE_AXES = {"seconds": ("epoch", "{:g} s", "epochs", "{:.0f}"),
                "epoch": ("seconds", "epoch {:g}", "seconds", "{:.1f}")}
 
 
-def table(runs, key: str, snaps: list[float], axis: str = "seconds") -> str:
+def table(runs: Runs, key: str, snaps: list[float], axis: str = "seconds") -> str:
     """Markdown table of the mean ``key`` over seeds at each snapshot of ``axis`` ("seconds" or "epoch"),
     beside the mean of the other axis there."""
     pct = key == "test_acc"
@@ -141,73 +177,98 @@ def table(runs, key: str, snaps: list[float], axis: str = "seconds") -> str:
     return "\n".join(lines)
 
 
-def damping_table(runs) -> str:
+def damping_table(runs: Runs) -> str:
     """How often the trust region and the line search acted in the SGN runs, mean over seeds.
 
-    Per run: the share of steps taken with ρ at its floor ``DAMP_RHO_MIN`` (the trust region
-    could not lower it further), the share whose line search shortened the step (α < 1),
-    and the median ρ.  From the ``rho`` and ``alpha`` lists of ``results.json``; runs
-    without them are skipped.  An empty string when no run has them.
+    Per run (:func:`sgn.results.damping_stats`): the share of steps taken with ρ at its floor
+    ``DAMP_RHO_MIN`` (the trust region could not lower it further), the share whose line
+    search shortened the step (α < 1), and the median ρ.  Runs without these statistics are
+    skipped; an empty string when no run has them.
     """
     lines = ["| algorithm | steps | steps at ρ_min (%) | steps with α < 1 (%) | median ρ | seeds |",
              "|---|---|---|---|---|---|"]
     for (solver, param), results in runs.items():
-        usable = [r for r in results if r.get("rho")] if solver == "SGN" else []
-        if not usable:
+        stats = [s for s in (damping_stats(r) for r in results) if s] if solver == "SGN" else []
+        if not stats:
             continue
-        at_floor, shortened, medians, steps = [], [], [], []
-        for r in usable:
-            rho, alpha = np.asarray(r["rho"], float), np.asarray(r["alpha"], float)
-            floor = float(r.get("config", {}).get("hyper_par", {}).get("DAMP_RHO_MIN", 0.0))
-            # ρ is stored as float64 products of 2/3 and 3/2 factors, or the floor itself.
-            at_floor.append(100 * np.mean(rho <= floor * (1 + 1e-9)))
-            shortened.append(100 * np.mean(alpha < 1))
-            medians.append(float(np.median(rho)))
-            steps.append(len(rho))
-        lines.append(f"| {label(solver, param)} | {np.mean(steps):.0f} | {np.mean(at_floor):.2f} | "
-                     f"{np.mean(shortened):.2f} | {np.median(medians):.3g} | {len(usable)} |")
+        mean = {k: float(np.mean([s[k] for s in stats])) for k in ("steps", "rho_min_pct", "alpha_lt1_pct")}
+        lines.append(f"| {label(solver, param)} | {mean['steps']:.0f} | {mean['rho_min_pct']:.2f} | "
+                     f"{mean['alpha_lt1_pct']:.2f} | {np.median([s['median_rho'] for s in stats]):.3g} | "
+                     f"{len(stats)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", help="one benchmark's folder, e.g. results/mnist; several are pooled, "
-                                                     "a later folder's configurations replacing the earlier ones'")
+    parser.add_argument("folders", nargs="+", help="run, grid or summary folders; several are pooled, a later "
+                                                     "one's configurations replacing the earlier ones'")
+    parser.add_argument("--grids", nargs="+", default=None,
+                        help="the grids of a summary folder to use, pooled in this order (default: all)")
     parser.add_argument("--name", default=None, help="benchmark name in titles and file names (default: the first "
                                                      "folder's name)")
-    parser.add_argument("--out", default="figures")
+    parser.add_argument("--out", default="figures", help="folder for the figures")
+    parser.add_argument("--format", choices=["png", "svg"], default="png", help="figure format")
     parser.add_argument("--snap", type=float, nargs="+", default=None, help="table times in seconds")
     parser.add_argument("--snap_epochs", type=float, nargs="+", default=None,
                         help="also tabulate at these epochs (e.g. the epochs the paper's runs reached)")
+    parser.add_argument("--no_figures", action="store_true", help="print the tables only")
+    parser.add_argument("--write_summary", metavar="DIR", default=None,
+                        help="write every run of the given grid folders into the summary DIR (runs.csv, "
+                             "timeline.csv) instead of plotting; each grid is named after its folder")
     args = parser.parse_args(argv)
-    runs, source = load_folders(args.folders)
+    for folder in args.folders:
+        if not os.path.isdir(folder):
+            parser.error(f"{folder}: no such folder")
+    if args.write_summary:
+        return _write_summary(parser, args)
+    try:
+        runs, source = load_folders(args.folders, args.grids)
+    except (ValueError, OSError) as exc:
+        print(f"plot.py: {exc}", file=sys.stderr)
+        return 1
     if not runs:
-        print(f"no res_<SOLVER>_<param>_<seed>/results.json under {' '.join(args.folders)}", file=sys.stderr)
+        print(f"plot.py: no results.json, res_<SOLVER>_<param>_<seed>/results.json or summary under "
+              f"{' '.join(args.folders)}", file=sys.stderr)
         return 1
     bench = args.name or os.path.basename(os.path.normpath(args.folders[0]))
-    os.makedirs(args.out, exist_ok=True)
     classification = "test_acc" in next(iter(runs.values()))[0]["final"]
     test_key = "test_acc" if classification else "test_loss"
-    for key, log in (("train_loss", True), (test_key, not classification)):
-        for axis in ("seconds", "epoch"):
-            name = f"{bench}_{key}_{'time' if axis == 'seconds' else 'epochs'}.png"
-            plot(runs, key, axis, os.path.join(args.out, name), f"{bench}: {key.replace('_', ' ')}", log)
-    if len(args.folders) > 1:
-        for folder in args.folders:
-            mine = [label(*cfg) for cfg in runs if source[cfg] == folder]
-            print(f"from {folder}: {', '.join(mine) or 'nothing'}")
+    if not args.no_figures:
+        os.makedirs(args.out, exist_ok=True)
+        keys = [("train_loss", True), ("test_loss", True)] + ([("test_acc", False)] if classification else [])
+        for key, log in keys:
+            for axis in ("seconds", "epoch"):
+                name = f"{bench}_{key}_{'time' if axis == 'seconds' else 'epochs'}.{args.format}"
+                plot(runs, key, axis, os.path.join(args.out, name), f"{bench}: {key.replace('_', ' ')}", log)
+    if len(source) and len(set(source.values())) > 1:
+        for where in dict.fromkeys(source.values()):
+            mine = [label(*cfg) for cfg in runs if source[cfg] == where]
+            print(f"from {where}: {', '.join(mine)}")
         print()
     snaps = args.snap or [min(r["timeline"][-1]["seconds"] for rs in runs.values() for r in rs)]
     for axis, points in (("seconds", snaps), ("epoch", args.snap_epochs)):
         if points:
             print(table(runs, test_key, points, axis))
-            if not classification:
-                print()
-                print(table(runs, "train_loss", points, axis))
+            print()
+            print(table(runs, "train_loss", points, axis))
             print()
     damping = damping_table(runs)
     if damping:
         print(damping)
+    return 0
+
+
+def _write_summary(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    results = []
+    for folder in args.folders:
+        if is_summary(folder) or os.path.isfile(os.path.join(folder, "results.json")):
+            parser.error(f"{folder}: --write_summary takes grid folders (res_<SOLVER>_<param>_<seed>/)")
+        found = load_grid(folder)
+        if not found:
+            parser.error(f"{folder}: no res_<SOLVER>_<param>_<seed>/results.json")
+        results += [r for rs in _ordered(found).values() for r in rs]
+    n_runs, n_rows = write_summary(args.write_summary, results)
+    print(f"wrote {n_runs} runs, {n_rows} timeline rows to {args.write_summary}")
     return 0
 
 

@@ -46,7 +46,7 @@ def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str |
     common = [sys.executable, os.path.join(HERE, script), *fixed, "--epochs", "100000", "--time_budget", str(budget),
               "--floatX", floatX, "--init", init, "--verbose", "0",
               # Evaluating the convolutional nets on all 70,000 images takes seconds: fewer records.
-              "--eval_every", str(budget / 10 if script == "conv_net.py" else max(budget / 50, 0.5))]
+              "--eval_every", f"{budget / 10 if script == 'conv_net.py' else budget / 100:g}"]
     if data_dir:
         common += ["--data_dir", data_dir]
     if init_seed is not None:

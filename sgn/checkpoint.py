@@ -26,6 +26,13 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, of another format, or for another model."""
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, writer: Any) -> None:
     """Write a file atomically: ``writer(fileobj)`` fills a temporary file that replaces ``path``.
 
@@ -40,6 +47,8 @@ def atomic_write_bytes(path: str | os.PathLike, writer: Any) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path) + "-")
     try:
+        # mkstemp creates the file 0600; give it the mode open() would (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()

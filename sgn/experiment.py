@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -16,6 +17,7 @@ import numpy as np
 
 from .checkpoint import atomic_write_bytes
 from .optimizers import SGN_DEFAULTS, TR_RATIOS
+from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment"]
 
@@ -76,7 +78,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--time_budget", type=_positive(float), default=None,
       help="stop after this many seconds of training (evaluation not counted)")
     a("--eval_every", type=float, default=5.0,
-      help="also record every this many training seconds (0: only at the end of each epoch)")
+      help="record every this many training seconds, and an epoch's end when the epoch took longer "
+           "(0: every epoch's end)")
     a("--checkpoint_every", type=_positive(int), default=None,
       help="save <out>/checkpoint.npz every this many steps (with the data order and the timeline)")
     a("--resume", default=None, help="continue from this checkpoint (same flags as the killed run)")
@@ -86,6 +89,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--init_seed", type=int, default=None,
       help="seeds the initialisation only (default: --seed); the original package used one fixed θ₀ for every run")
     a("--out", default="results/run", help="output folder for results.json")
+    a("--per_step", action="store_true",
+      help="also write SGN's per-step rho and alpha lists to results.json (about 2 MB per 100,000 steps)")
     a("--overwrite", action="store_true", help="replace an existing results.json")
 
 
@@ -159,29 +164,39 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
                    eval_every=args.eval_every if args.eval_every > 0 else None, seed=args.seed,
                    progress=args.verbose > 0, label=f"{args.solver}", checkpoint_every=args.checkpoint_every,
                    checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume)
+    from . import __version__
+
     config = {**vars(args), **extra_config, "hyper_par": hyper, "n_params": net.n_params,
+              "sgn_version": __version__,
               "wall_seconds": time.perf_counter() - start, "machine": platform.machine(),
               "processor": platform.processor(), "cpus": os.cpu_count()}
     result = {"config": config, "timeline": timeline, "final": timeline[-1]}
     if args.solver == "SGN":
-        result["rho"] = [float(r) for r in opt.history["rho"]]
-        result["alpha"] = [float(a) for a in opt.history["alpha"]]
+        result["damping"] = step_damping_stats(opt.history["rho"], opt.history["alpha"], hyper["DAMP_RHO_MIN"])
+        if getattr(args, "per_step", False):
+            result["rho"] = [float(r) for r in opt.history["rho"]]
+            result["alpha"] = [float(a) for a in opt.history["alpha"]]
     text = results_json_text(result)
     atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+    final = timeline[-1]
+    if (args.time_budget is not None and final["seconds"] < args.time_budget and not final.get("diverged")):
+        # The original scripts' --epochs default is 1: a budget alone would end after one epoch unannounced.
+        print(f"note: stopped after --epochs {args.epochs} at {final['seconds']:.1f} s, before the "
+              f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",
+              file=sys.stderr)
     return result
 
 
 def results_json_text(result: dict[str, Any]) -> str:
-    """The text of ``results.json``: one timeline record per line, the per-step lists on one line each.
+    """The text of ``results.json``: one timeline record per line, any per-step lists on one line each.
 
-    A 100 s sine run records 13,000 epochs and, for SGN, 2 x 93,000 per-step numbers
-    (``rho`` and ``alpha``); one number per line, as ``json.dumps(indent=1)`` writes them,
-    made that file 3.6 MB.  ``json.loads`` of the text gives back ``result`` exactly.
+    ``json.loads`` of the text gives back ``result`` exactly.
 
     Parameters
     ----------
     result : dict
-        ``config``, ``timeline``, ``final`` and, for SGN, ``rho`` and ``alpha``.
+        ``config``, ``timeline``, ``final`` and, for SGN, ``damping`` (and, with
+        ``--per_step``, the per-step ``rho`` and ``alpha``).
 
     Returns
     -------

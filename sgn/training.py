@@ -65,7 +65,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     time_budget : float or None
         Stop once this many seconds of training (evaluation excluded) have passed.
     eval_every : float or None
-        Also record every this many training seconds, besides each epoch's end.
+        Record every this many training seconds; an epoch's end is recorded too when that
+        epoch took at least this long.  None: record at each epoch's end only.
     seed : int
         Seed of the data order.
     progress : bool
@@ -104,13 +105,14 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     steps_per_epoch = -(-n // batch_size)
     # Everything that decides what happens next, so that a checkpoint can restore it.
     pos: dict[str, Any] = {"epoch": 1, "start": 0, "seconds": 0.0, "iteration": 0, "next_eval": None,
-                           "timeline": []}
+                           "epoch_start": 0.0, "timeline": []}
     perm = None
     if resume is not None:
         extra, arrays = opt.load(resume)
         pos = extra["fit"]
         perm = arrays.get("perm")
         rng.bit_generator.state = pos.pop("rng_state")
+        pos.setdefault("epoch_start", None)  # a checkpoint of an older release: every epoch end recorded
 
     def record(epoch: float) -> None:
         train = evaluate(opt, x_train, y_train)
@@ -133,9 +135,12 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         from tqdm.auto import tqdm
         # With a time budget the bar counts training seconds, otherwise steps.
         total = float(time_budget) if time_budget is not None else epochs * steps_per_epoch
+        # Training seconds are floats: show them with one decimal, not as raw floats.
+        fmt = ("{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]" if time_budget is not None
+               else None)
         bar = tqdm(total=total, desc=label or type(opt).__name__, unit="s" if time_budget else "step",
-                   leave=False, mininterval=0.5, initial=min(pos["seconds"], total) if time_budget
-                   else pos["iteration"])
+                   leave=False, mininterval=0.5, bar_format=fmt,
+                   initial=min(pos["seconds"], total) if time_budget else pos["iteration"])
     out_of_time = time_budget is not None and pos["seconds"] >= time_budget
     while pos["epoch"] <= epochs and not out_of_time:
         if perm is None:
@@ -167,8 +172,13 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                 checkpoint()
         if out_of_time:
             break
-        record(pos["epoch"])
+        # Short epochs are seen on the eval_every grid; the last one always ends the timeline.
+        long_epoch = (eval_every is None or pos["epoch_start"] is None
+                      or pos["seconds"] - pos["epoch_start"] >= eval_every)
+        if long_epoch or pos["epoch"] == epochs:
+            record(pos["epoch"])
         pos["epoch"] += 1
+        pos["epoch_start"] = pos["seconds"]
         pos["start"] = 0
         perm = None
     if out_of_time:
