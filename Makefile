@@ -2,28 +2,32 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.sgn-installed
 DEMO_BUDGET ?= 6
 # pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles, which overlap on two cores.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test docs clean
+.PHONY: install demo test lint docs clean
 
-$(STAMP): setup.cfg setup.py
+# One stamp per extra: `make demo` installs only what the demo needs (the library and matplotlib).
+$(VENV)/.sgn-%: setup.cfg setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[test,demo]"
-	touch $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[$*]"
+	touch $@
 
-install: $(STAMP)
+install: $(VENV)/.sgn-test
 
-demo: $(STAMP)
+demo: $(VENV)/.sgn-demo
 	$(PY) examples/demo.py --budget $(DEMO_BUDGET) --out demo_output
 
-test: $(STAMP)
+test: $(VENV)/.sgn-test
 	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
+# ruff's rules are in pyproject.toml ([tool.ruff]).
+lint: $(VENV)/.sgn-lint
+	$(VENV)/bin/ruff check .
+
 # Warnings are errors; tests/test_docs.py runs the same build.
-docs: $(STAMP)
+docs: $(VENV)/.sgn-docs
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 

@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 from pytensor.tensor.variable import TensorVariable
 
-from sgn._validation import InvalidParameterError, Interval, check_value
+from sgn._validation import Interval, InvalidParameterError, check_value
 
 __all__ = ["ParamSlot", "FlatParameterModel", "check_symbolic_input", "check_seed"]
 

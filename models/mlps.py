@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytensor.tensor as pt
 
-from sgn._validation import InvalidParameterError, Interval, Options, check_value
+from sgn._validation import Interval, InvalidParameterError, Options, check_value
+
 from ._base import FlatParameterModel, check_seed, check_symbolic_input
 
 __all__ = ["MLP", "mlp", "INITS", "ORIGINAL_INIT_SEED"]

@@ -12,8 +12,9 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
-from sgn._validation import InvalidParameterError, Interval, Options, check_value
+from sgn._validation import Interval, InvalidParameterError, Options, check_value
 from sgn.conv import conv2d_nhwc, conv_output_size, max_pool_nhwc
+
 from ._base import FlatParameterModel, check_seed, check_symbolic_input
 
 __all__ = ["VGG", "vgg", "load_architecture", "ARCHITECTURES", "INITS"]

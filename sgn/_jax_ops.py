@@ -30,9 +30,8 @@ def register() -> None:
     if _REGISTERED:
         return
     import jax.numpy as jnp
-    from pytensor.link.jax.dispatch import jax_funcify
-
     from pytensor.graph.basic import Constant
+    from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.link.jax.dispatch.shape import jax_funcify_Reshape as pytensor_reshape
     from pytensor.tensor.shape import Reshape
 

@@ -188,7 +188,6 @@ class Col2Im(Op):
                                        output_storage[0][0])
 
     def infer_shape(self, fgraph, node, shapes):
-        cols = node.inputs[0]
         H, W = node.inputs[1], node.inputs[2]
         Ho = (H + 2 * self.pad - self.kh) // self.stride + 1
         Wo = (W + 2 * self.pad - self.kw) // self.stride + 1
@@ -402,8 +401,8 @@ def _numba_via_perform_and_key(op, node, **kwargs):
     # The compiled wrapper depends on the node's input and output types (the object-mode
     # return type), not only on the Op's props, so the cache key names them all; a key
     # from the props alone let a float64 build be reused for a float32 graph.
-    key = "sgn.conv:{}:{}:{}->{}".format(type(op).__qualname__, op._props(),
-                                         [str(i.type) for i in node.inputs], [str(o.type) for o in node.outputs])
+    types = f"{[str(i.type) for i in node.inputs]}->{[str(o.type) for o in node.outputs]}"
+    key = f"sgn.conv:{type(op).__qualname__}:{op._props()}:{types}"
     return _numba_via_perform(op, node, **kwargs), key
 
 

@@ -10,8 +10,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

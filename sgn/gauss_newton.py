@@ -19,7 +19,6 @@ squared error ``2/(B d) I``), and G is symmetric positive semidefinite.
 
 from __future__ import annotations
 
-import pytensor.tensor as pt
 from pytensor.gradient import grad, pullback, pushforward
 from pytensor.graph.basic import Variable
 from pytensor.tensor.variable import TensorVariable

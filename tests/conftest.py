@@ -1,6 +1,17 @@
-"""Shared fixtures: tiny networks in float64 with an independent dense curvature reference."""
+"""Shared fixtures: tiny networks in float64 with an independent dense curvature reference, the
+datasets found the way a user's are (or the test skipped, saying which files are missing), and no
+network access.
+
+Datasets are looked for in ``$SGN_TEST_DATA/<name>/`` (a folder of test data, e.g. CI's copy),
+``$SGN_DATA_DIR/<name>/`` and the user cache ``~/.cache/sgn/<name>/`` (``$XDG_CACHE_HOME``), as
+they were when the session started.  With ``SGN_REQUIRE_DATA=1`` a missing dataset fails the test
+instead of skipping it, so that CI keeps its coverage.
+"""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import numpy as np
 import pytensor
@@ -61,6 +72,72 @@ class TinyProblem:
     def gradient(self) -> np.ndarray:
         g = pytensor.gradient.grad(self.loss, self.net.theta)
         return pytensor.function([self.X, self.y], g, mode="FAST_COMPILE")(self.xb, self.yb)
+
+
+# Each dataset's files, as alternatives: a folder holding every file of one alternative has it.
+DATASET_FILES = {
+    "boston": (("boston_housing.csv",), ("boston_housing.npz",)),
+    "mnist": (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"),),
+    "fashion_mnist": (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                       "t10k-labels-idx1-ubyte.gz"),),
+    "cifar10": (("cifar-10-python.tar.gz",),
+                tuple(f"cifar-10-batches-py/{n}" for n in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"))),
+}
+# The environment as the session started: tests that isolate the loaders change it.
+_ENV = dict(os.environ)
+
+
+def dataset_folders(name: str) -> list[str]:
+    """Where the tests look for dataset ``name``, in order."""
+    folders = [os.path.join(_ENV[var], name) for var in ("SGN_TEST_DATA", "SGN_DATA_DIR") if _ENV.get(var)]
+    cache = _ENV.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return folders + [os.path.join(cache, "sgn", name)]
+
+
+def find_dataset(name: str) -> str | None:
+    """The first folder holding all of one alternative of ``name``'s files, or None."""
+    for folder in dataset_folders(name):
+        if any(all(os.path.isfile(os.path.join(folder, f)) for f in files) for files in DATASET_FILES[name]):
+            return folder
+    return None
+
+
+def require_dataset(name: str) -> str:
+    """The folder of dataset ``name``; otherwise skip (or, with ``SGN_REQUIRE_DATA=1``, fail) the test."""
+    folder = find_dataset(name)
+    if folder is None:
+        wanted = " or ".join(", ".join(files) for files in DATASET_FILES[name])
+        reason = (f"dataset {name!r} not found: put {wanted} in $SGN_TEST_DATA/{name}/, $SGN_DATA_DIR/{name}/ or "
+                  f"the user cache (looked in {', '.join(dataset_folders(name))})")
+        if _ENV.get("SGN_REQUIRE_DATA") == "1":
+            pytest.fail(reason + "; SGN_REQUIRE_DATA=1 makes this a failure", pytrace=False)
+        pytest.skip(reason)
+    return folder
+
+
+@pytest.fixture
+def dataset():
+    """``dataset(name)``: the folder holding a dataset's files, or the test is skipped (see module doc)."""
+    return require_dataset
+
+
+_connect = socket.socket.connect
+
+
+def _local_only_connect(self, address):
+    family = getattr(self, "family", None)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"tests must not reach the network (connect to {address!r} refused by tests/conftest.py)")
+    return _connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any connection to a host other than this one fails: no test may download anything."""
+    monkeypatch.setattr(socket.socket, "connect", _local_only_connect)
 
 
 @pytest.fixture(autouse=True)

@@ -161,7 +161,8 @@ def test_truncated_batch_is_an_error(tmp_path):
 
 
 def test_missing_files_say_what_to_put_where(tmp_path):
-    with pytest.raises(DatasetError, match="CIFAR-10 not found.*cifar-10-python.tar.gz.*cifar-10-batches-py.*SGN_DATA_DIR"):
+    with pytest.raises(DatasetError,
+                       match="CIFAR-10 not found.*cifar-10-python.tar.gz.*cifar-10-batches-py.*SGN_DATA_DIR"):
         load_cifar10(tmp_path, download=False)
 
 

@@ -11,7 +11,6 @@ import pytest
 from sgn import datasets
 from sgn.datasets import DatasetError, load_mnist, read_idx
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
          "t10k-labels-idx1-ubyte.gz"]
 
@@ -22,16 +21,16 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
-def test_real_mnist_shapes_and_preprocessing():
-    d = load_mnist(os.path.join(SHARED, "mnist"), download=False)
+def test_real_mnist_shapes_and_preprocessing(dataset):
+    d = load_mnist(dataset("mnist"), download=False)
     assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int32
     assert d.x_train.min() == 0 and d.x_train.max() == 1
     assert np.bincount(d.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_fashion_conv_preprocessing_standardises_each_image():
-    d = load_mnist(os.path.join(SHARED, "fashion_mnist"), fashion=True, flatten=False, floatX="float64",
+def test_fashion_conv_preprocessing_standardises_each_image(dataset):
+    d = load_mnist(dataset("fashion_mnist"), fashion=True, flatten=False, floatX="float64",
                    download=False)
     assert d.x_test.shape == (10000, 1, 28, 28)
     assert np.allclose(d.x_test.mean(axis=(2, 3)), 0, atol=1e-9)
@@ -39,9 +38,9 @@ def test_fashion_conv_preprocessing_standardises_each_image():
     assert np.bincount(d.y_train).tolist() == [6000] * 10
 
 
-def test_sgn_data_dir_is_searched(monkeypatch, tmp_path):
+def test_sgn_data_dir_is_searched(monkeypatch, tmp_path, dataset):
     root = tmp_path / "data"
-    shutil.copytree(os.path.join(SHARED, "mnist"), root / "mnist")
+    shutil.copytree(dataset("mnist"), root / "mnist")
     monkeypatch.setenv("SGN_DATA_DIR", str(root))
     assert load_mnist(download=False).x_test.shape == (10000, 784)
 
@@ -51,9 +50,9 @@ def test_missing_files_say_what_to_put_where(tmp_path):
         load_mnist(tmp_path, download=False)
 
 
-def test_corrupt_file_names_the_file_and_the_expected_checksum(tmp_path):
+def test_corrupt_file_names_the_file_and_the_expected_checksum(tmp_path, dataset):
     folder = tmp_path / "m"
-    shutil.copytree(os.path.join(SHARED, "mnist"), folder)
+    shutil.copytree(dataset("mnist"), folder)
     target = folder / "t10k-labels-idx1-ubyte.gz"
     os.chmod(target, 0o644)
     target.write_bytes(target.read_bytes()[:-100])

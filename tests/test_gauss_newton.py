@@ -67,7 +67,7 @@ def test_gn_product_matches_finite_difference_gauss_newton_for_mse(tiny_problem)
 def test_gn_vector_product_rejects_bad_vector(tiny_problem):
     p = tiny_problem("classification")
     opt = SGN(p.X, p.y, p.net, p.loss, {"PRINT_LEVEL": 0})
-    with pytest.raises(ValueError, match=r"v must have shape \(%d,\)" % p.net.n_params):
+    with pytest.raises(ValueError, match=rf"v must have shape \({p.net.n_params},\)"):
         opt.gn_vector_product(p.xb, p.yb, np.ones(p.net.n_params + 1))
     with pytest.raises(ValueError, match="NaN"):
         opt.gn_vector_product(p.xb, p.yb, np.full(p.net.n_params, np.nan))

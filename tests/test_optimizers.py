@@ -8,8 +8,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.scan.op import Scan
 
-from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownParameterError, losses
-from sgn import optimizers
+from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownParameterError, losses, optimizers
 from sgn.models import mlp
 from sgn.optimizers import SGD_CONSTRAINTS, SGN_CONSTRAINTS
 
@@ -164,7 +163,6 @@ def test_trust_region_follows_the_hand_rule():
     X, y, net, loss = _classifier(seed=2)
     opt = SGN(X, y, net, loss, {"TR": True, "LS": False, "DAMP_RHO": 1e-3, "DAMP_RHO_MIN": 1e-6,
                                 "MAX_CG_ITERS": 3, "PRINT_LEVEL": 0})
-    rng = np.random.default_rng(0)
     for i in range(8):
         x, yb = _batch(10 + i)
         theta0 = opt.theta.get_value()

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytensor.tensor as pt
-import pytest
 
 from sgn import SGD, SGN, losses
 from sgn.datasets import load_sine

@@ -1,7 +1,5 @@
 """The vgg model: shipped architectures, geometry checks, G·v against a dense reference, training."""
 
-import os
-import sys
 
 import numpy as np
 import pytensor
@@ -11,9 +9,6 @@ import pytest
 from sgn import SGN, InvalidParameterError, losses
 from sgn.datasets import load_mnist
 from sgn.models import ARCHITECTURES, load_architecture, vgg
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
 
 
 @pytest.mark.parametrize("name,shape,n_params", [("architecture_1", (1, 28, 28), 44426),
@@ -87,12 +82,33 @@ def test_gn_vector_product_matches_dense_jacobian(tiny_vgg):
     assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-8
 
 
+def literal_order_output(net):
+    """``net``'s logits built layer by layer in the spec's order (bias and ACT before POOL): the
+    reference for vgg's pooling-first order."""
+    from sgn.conv import conv2d_nhwc, max_pool_nhwc
+    h = pt.specify_shape(net.X, (None, *net.input_shape)).dimshuffle(0, 2, 3, 1)
+    n_conv = 0
+    for layer in net.conv_layers:
+        if layer["type"] == "CONV":
+            k = layer["filter_size"]
+            h = conv2d_nhwc(h, net.param(f"conv{n_conv}_W"), net.param(f"conv{n_conv}_b"), layer["stride"],
+                            layer["padding"], (k, k))
+            n_conv += 1
+        elif layer["type"] == "ACT":
+            h = pt.maximum(h, 0) if layer["activation"] == "relu" else pt.sigmoid(h)
+        else:
+            h = max_pool_nhwc(h, layer["pool_size"], layer["stride"])
+    h = h.dimshuffle(0, 3, 1, 2).flatten(2)
+    for j, layer in enumerate(net.mlp_layers):
+        z = pt.dot(h, net.param(f"fc{j}_W")) + net.param(f"fc{j}_b")
+        h = pt.maximum(z, 0) if layer["activation"] == "relu" else pt.sigmoid(z)
+    return pt.dot(h, net.param("out_W")) + net.param("out_b")
+
+
 def test_pooling_before_bias_and_activation_is_the_same_network():
     # vgg applies a CONV's bias and its ACTs after the POOLs that follow; every mix of
     # sigmoid/relu, overlapping pools, two pools in a row and a trailing bias must give the
     # literal-order network's output, gradient and G·v.
-    from bench_pool_order import literal_order_output  # the benchmark's reference, tested here
-
     from sgn.gauss_newton import gauss_newton_product
     conv = {"layer0": {"type": "CONV", "num_filters": 3, "filter_size": 3, "padding": 1},
             "layer1": {"type": "ACT", "activation": "sigmoid"},
@@ -145,8 +161,8 @@ def test_bad_arguments():
         load_architecture("architecture_9")
 
 
-def test_sgn_trains_lenet_on_a_slice_of_fashion_mnist():
-    data = load_mnist(os.path.join(SHARED, "fashion_mnist"), fashion=True, flatten=False, floatX="float32",
+def test_sgn_trains_lenet_on_a_slice_of_fashion_mnist(dataset):
+    data = load_mnist(dataset("fashion_mnist"), fashion=True, flatten=False, floatX="float32",
                       download=False)
     x, y = data.x_train[:1000], data.y_train[:1000]
     with pytensor.config.change_flags(floatX="float32"):
@@ -156,7 +172,7 @@ def test_sgn_trains_lenet_on_a_slice_of_fashion_mnist():
         opt = SGN(X, yv, net, losses.softmax_cross_entropy(net.out_sym, yv),
                   {"MAX_CG_ITERS": 5, "TR": True, "DAMP_RHO": 1e-4, "DAMP_RHO_MIN": 1e-6, "PRINT_LEVEL": 0})
         before = opt.cost(x, y)[0]
-        for epoch in range(3):
+        for _ in range(3):
             for i in range(0, 1000, 250):
                 opt.step(x[i:i + 250], y[i:i + 250])
         after, pred = opt.cost(x, y)

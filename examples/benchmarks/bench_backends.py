@@ -7,10 +7,10 @@ rounds (every backend once per round, so all see the same machine load). Prints 
 object per network and backend, then a Markdown table of median ms with the ratios to the
 C backend (the default)::
 
-    python examples/bench_backends.py --repeats 20
-    python examples/bench_backends.py --nets sine boston --backends c numba
-    python examples/bench_backends.py --nets sine --backends c jax --cg 2 --warmup_cg 10
-    python examples/bench_backends.py --nets sine boston mnist --backends c c_scan --cg 2 --warmup_cg 10
+    python examples/benchmarks/bench_backends.py --repeats 20
+    python examples/benchmarks/bench_backends.py --nets sine boston --backends c numba
+    python examples/benchmarks/bench_backends.py --nets sine --backends c jax --cg 2 --warmup_cg 10
+    python examples/benchmarks/bench_backends.py --nets sine boston mnist --backends c c_scan --cg 2 --warmup_cg 10
 
 ``c_scan`` is the C backend with every CG loop a ``scan``: what the C backend ran before CG
 loops of up to ``sgn.optimizers._UNROLL_CG_MAX`` iterations were unrolled.
@@ -29,13 +29,7 @@ import os
 import sys
 import time
 
-NETS = {  # name -> (input shape, output size, hidden layers or architecture, batch, classification)
-    "sine": ((1,), 1, [20, 20, 20], 1000, False),
-    "boston": ((13,), 1, [100, 100], 101, False),
-    "mnist": ((784,), 10, [20, 20, 20], 1000, True),
-    "fashion": ((1, 28, 28), 10, "architecture_1", 1000, True),
-    "cifar10": ((3, 32, 32), 10, "architecture_4", 1000, True),
-}
+from common import NETS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,12 @@ For each network (batch 1000, float32): median milliseconds of a gradient, one G
 an SGN step (TR + line search, as in the paper) with CG 3, 5 and 10, and an SGD step;
 the seconds to build (compile) an SGN optimizer.  With PyTorch installed (the ``bench``
 extra), the same numbers for a torch.func implementation of the same algorithm
-(``examples/torch_sgn.py``), timed in the same interleaved rounds, and the ratios.
+(``examples/benchmarks/torch_sgn.py``), timed in the same interleaved rounds, and the ratios.
 
 Prints one JSON object per network, then a Markdown table::
 
-    python examples/benchmark.py --repeats 15
-    python examples/benchmark.py --cold      # compile with an empty PyTensor cache
+    python examples/benchmarks/benchmark.py --repeats 15
+    python examples/benchmarks/benchmark.py --cold      # compile with an empty PyTensor cache
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     from sgn.gauss_newton import gauss_newton_product
     from sgn.models import load_architecture, mlp, vgg
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_conv import interleaved_medians_ms
+    from common import interleaved_medians_ms
 
     have_torch = False
     if not args.no_torch:
         try:
             import torch
-            from bench_conv import build_torch
+
+            from common import build_torch
             from torch_sgn import TorchSGN, torch_sgd_step
             have_torch = True
         except ImportError:

@@ -13,19 +13,18 @@ Two G·v figures are reported:
   forward pass of the mini-batch is computed once per step and shared by every
   iteration.  Measured as the marginal cost of an iteration, ``(t(CG 5) - t(CG 1)) / 4``,
   of the same ``conjugate_gradient`` graph the optimizer builds.  The torch figure is one
-  iteration's ``A(v)`` of ``examples/torch_sgn.py``: ``jvp`` (forward + tangent) and the
+  iteration's ``A(v)`` of ``examples/benchmarks/torch_sgn.py``: ``jvp`` (forward + tangent) and the
   ``vjp`` closure of the step's one forward pass.
 
 Prints one JSON object per network per line::
 
-    python examples/bench_conv.py --repeats 15
+    python examples/benchmarks/bench_conv.py --repeats 15
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
@@ -38,10 +37,12 @@ import pytensor.tensor as pt  # noqa: E402
 from pytensor.gradient import grad  # noqa: E402
 
 from sgn import losses  # noqa: E402
+from sgn.backends import is_jax, resolve_mode  # noqa: E402
 from sgn.cg import conjugate_gradient  # noqa: E402
 from sgn.gauss_newton import gauss_newton_product  # noqa: E402
 from sgn.models import load_architecture, vgg  # noqa: E402
-from sgn.backends import is_jax, resolve_mode  # noqa: E402
+
+from common import build_torch, interleaved_medians_ms  # noqa: E402
 
 NETS = {"fashion": ("architecture_1", (1, 28, 28)), "cifar10": ("architecture_4", (3, 32, 32))}
 CG_LONG = 5  # iterations of the long CG run; the short one runs 1
@@ -90,41 +91,6 @@ def build_pytensor(arch: dict, shape: tuple, mode):
     return net, forward, gradient, gnvp, compile_cg(net, net.out_sym, mode), compile_s
 
 
-def build_torch(net, arch: dict, shape: tuple):
-    """The same network in PyTorch, with the weights copied from θ."""
-    import torch
-    layers, C, H, W = [], *shape
-    params = iter(net.slots)
-    theta = net.theta.get_value()
-
-    def take(module_param, slot, transform=lambda a: a):
-        module_param.data = torch.from_numpy(np.ascontiguousarray(transform(
-            theta[slot.start:slot.stop].reshape(slot.shape))))
-
-    for spec in net.conv_layers:
-        if spec["type"] == "CONV":
-            conv = torch.nn.Conv2d(C, spec["num_filters"], spec["filter_size"], spec["stride"], spec["padding"])
-            take(conv.weight, next(params))
-            take(conv.bias, next(params))
-            layers.append(conv)
-            C = spec["num_filters"]
-        elif spec["type"] == "ACT":
-            layers.append(torch.nn.ReLU() if spec["activation"] == "relu" else torch.nn.Sigmoid())
-        else:
-            layers.append(torch.nn.MaxPool2d(spec["pool_size"], spec["stride"]))
-    layers.append(torch.nn.Flatten())
-    fc_specs = list(net.mlp_layers) + [None]
-    for spec in fc_specs:
-        w_slot, b_slot = next(params), next(params)
-        lin = torch.nn.Linear(*w_slot.shape)
-        take(lin.weight, w_slot, lambda a: a.T)
-        take(lin.bias, b_slot)
-        layers.append(lin)
-        if spec is not None:
-            layers.append(torch.nn.ReLU() if spec["activation"] == "relu" else torch.nn.Sigmoid())
-    return torch.nn.Sequential(*layers)
-
-
 def torch_functions(model, xb, yb, vb):
     import torch
     from torch.func import functional_call, jvp, vjp
@@ -165,25 +131,6 @@ def torch_functions(model, xb, yb, vb):
     def gnvp_cg():
         return step_vjp(hessian_product(step_out, jvp(f, (params,), (tangents,))[1]))[0]
     return forward, gradient, gnvp, gnvp_cg
-
-
-def interleaved_medians_ms(fns: dict, repeats: int, warmup: int = 3, before=None) -> dict[str, float]:
-    """Median milliseconds of each function, timed in interleaved rounds (one call of each per round).
-
-    ``before(key)``, when given, runs untimed before each timed call (e.g. to reset θ).
-    """
-    times = {k: [] for k in fns}
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            if before is not None:
-                before(key)
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    return {k: round(1e3 * statistics.median(ts), 2) for k, ts in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
