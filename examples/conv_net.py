@@ -16,7 +16,7 @@ import sys
 
 from sgn import losses
 from sgn.datasets import load_mnist
-from sgn.experiment import add_common_arguments, init_seed, run_experiment
+from sgn.experiment import add_common_arguments, expected_errors, init_seed, run_experiment
 from sgn.models import ARCHITECTURES, load_architecture, vgg, vgg_nets
 
 
@@ -48,4 +48,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with expected_errors(sys.argv[0]):
+        sys.exit(main())

@@ -1,8 +1,11 @@
 """Datasets of the paper's experiments.
 
-The sine-wave regression task of §4.2 (generated) and MNIST / Fashion-MNIST (official IDX files,
-found offline or downloaded with sha256 checks), Boston housing and CIFAR-10 (the official
-python archive or its extracted folder, read without executing pickled code).
+The sine-wave regression task of §4.2 (generated) and MNIST / Fashion-MNIST (official IDX files),
+Boston housing and CIFAR-10 (the official python archive or its extracted folder, read without
+executing pickled code).  Every loader takes the same path: search ``data_dir``,
+``$SGN_DATA_DIR/<name>/`` and the user cache, check the files' sha256, and otherwise download the
+official files into the cache with `pooch <https://www.fatiando.org/pooch/>`_ (hash-checked,
+cached, with a progress bar and mirrors).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def load_sine(n_samples: int = 10000, freq: float = 10.0, noise: float = 0.01, t
 _IDX_FILES = {
     "mnist": {
         "url": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "mirrors": ("https://storage.googleapis.com/cvdf-datasets/mnist/",),
         "files": {
             "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
             "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
@@ -79,6 +83,7 @@ _IDX_FILES = {
     },
     "fashion_mnist": {
         "url": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "mirrors": ("https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",),
         "files": {
             "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
             "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
@@ -93,51 +98,10 @@ class DatasetError(OSError):
     """A dataset's files are missing (and could not be downloaded) or fail their checksum."""
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cache_dir(name: str) -> str:
     import os
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(root, "sgn", name)
-
-
-def _download(url: str, dest: str, sha256: str) -> None:
-    """Download ``url`` to ``dest`` with a progress bar, verify it, then move it into place.
-
-    The data goes to a temporary file in the same folder; an interrupted or corrupt
-    download leaves nothing at ``dest``.
-    """
-    import os
-    import tempfile
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".part-")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dest), leave=False) as bar:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        got = _sha256(tmp)
-        if got != sha256:
-            raise DatasetError(f"downloaded {url} has sha256 {got}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _search_folders(name: str, data_dir: str | None) -> list[str]:
@@ -150,38 +114,110 @@ def _search_folders(name: str, data_dir: str | None) -> list[str]:
     return folders
 
 
-def _locate(name: str, data_dir: str | None, download: bool) -> str:
-    """The folder holding all of ``name``'s files, verified by sha256.
+class _Source(NamedTuple):
+    """Where one dataset's files come from.
 
-    Looks in ``data_dir``, then ``$SGN_DATA_DIR/<name>/``, then the user cache
-    (``~/.cache/sgn/<name>``), downloading into the cache when allowed.
+    ``layouts``: the sets of files that hold the dataset offline, in order of preference
+    (any one set, all in one folder, suffices).  ``sha256``: the checksum of every file that
+    has an official one (checked before a file is used).  ``downloads``: the files fetched
+    into the user cache when nothing is found, each with its mirrors, tried in order.
+    """
+
+    name: str
+    title: str
+    layouts: tuple[tuple[str, ...], ...]
+    sha256: dict[str, str]
+    downloads: dict[str, tuple[str, ...]]
+
+
+def _sha256(path: str) -> str:
+    import pooch
+    return pooch.file_hash(path, alg="sha256")
+
+
+def _fetch(source: _Source, folder: str) -> None:
+    """Download ``source``'s missing files into ``folder`` with pooch (hash-checked, progress bar).
+
+    Each file's mirrors are tried in order.  A file is moved into place only once its
+    sha256 matches, so an interrupted or corrupt download leaves nothing behind, and a
+    folder this call created is removed again when nothing could be fetched into it.
     """
     import os
-    spec = _IDX_FILES[name]
-    candidates = _search_folders(name, data_dir)
-    cache = candidates[-1]
+    import shutil
+
+    import pooch
+
+    # The folders this call creates (the cache and its parents), removed again if left empty.
+    created, parent = [], os.path.abspath(folder)
+    while not os.path.isdir(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    try:
+        for fname, urls in source.downloads.items():
+            if os.path.isfile(os.path.join(folder, fname)):
+                continue
+            errors = []
+            for url in urls:
+                try:
+                    pooch.retrieve(url, known_hash=f"sha256:{source.sha256[fname]}", fname=fname, path=folder,
+                                   progressbar=True)
+                    break
+                except Exception as exc:  # requests' errors, pooch's hash mismatch (ValueError), OSError
+                    reason = str(exc).split(" (Caused by")[0]
+                    errors.append(f"{url}: {type(exc).__name__}: {reason[:300]}")
+            else:
+                raise DatasetError("; ".join(errors))
+    except BaseException:
+        for path in created:  # innermost first
+            if os.path.isdir(path) and not any(not f.startswith(".") for f in os.listdir(path)):
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _locate(source: _Source, data_dir: str | None, download: bool) -> tuple[str, tuple[str, ...]]:
+    """The one search -> check -> fetch path of every loader.
+
+    Looks in ``data_dir``, then ``$SGN_DATA_DIR/<name>/``, then the user cache
+    (``~/.cache/sgn/<name>``) for a folder holding one of the dataset's layouts, verifies
+    every file that has an official sha256, and otherwise downloads into the cache when
+    allowed.
+
+    Returns
+    -------
+    (folder, layout)
+        The folder and the file names (one of ``source.layouts``) found there.
+    """
+    import os
+    candidates = _search_folders(source.name, data_dir)
     for folder in candidates:
-        if all(os.path.isfile(os.path.join(folder, f)) for f in spec["files"]):
-            for f, digest in spec["files"].items():
-                path = os.path.join(folder, f)
-                got = _sha256(path)
-                if got != digest:
-                    raise DatasetError(f"{path} is corrupt or truncated: sha256 {got}, expected {digest}. "
-                                       "Delete it and load again.")
-            return folder
-    if download:
+        for layout in source.layouts:
+            if all(os.path.isfile(os.path.join(folder, f)) for f in layout):
+                for f in layout:
+                    digest = source.sha256.get(f)
+                    path = os.path.join(folder, f)
+                    if digest is not None and (got := _sha256(path)) != digest:
+                        raise DatasetError(f"{path} is corrupt or truncated: sha256 {got}, expected {digest}. "
+                                           "Delete it and load again.")
+                return folder, layout
+    reason = ""
+    if download and source.downloads:
         try:
-            for f, digest in spec["files"].items():
-                if not os.path.isfile(os.path.join(cache, f)):
-                    _download(spec["url"] + f, os.path.join(cache, f), digest)
-            return _locate(name, cache, download=False)
+            _fetch(source, candidates[-1])
+            return _locate(source, candidates[-1], download=False)
         except OSError as exc:
             reason = f" (download failed: {exc})"
-    else:
-        reason = ""
+    wanted = " or ".join(", ".join(layout) for layout in source.layouts)
     raise DatasetError(
-        f"{name} files not found{reason}. Put {', '.join(spec['files'])} in one folder and pass it as "
-        f"data_dir, or set SGN_DATA_DIR so that they are in $SGN_DATA_DIR/{name}/; searched: {candidates}.")
+        f"{source.title} not found{reason}. Put {wanted} in one folder and pass it as data_dir, or set "
+        f"SGN_DATA_DIR so that they are in $SGN_DATA_DIR/{source.name}/; searched: {candidates}.")
+
+
+def _idx_source(name: str) -> _Source:
+    spec = _IDX_FILES[name]
+    bases = (spec["url"], *spec.get("mirrors", ()))
+    files = tuple(spec["files"])
+    return _Source(name, f"{name} files", (files,), dict(spec["files"]),
+                   {f: tuple(base + f for base in bases) for f in files})
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -247,7 +283,7 @@ def load_mnist(data_dir: str | None = None, fashion: bool = False, flatten: bool
     check_value("floatX", floatX, Options(("float32", "float64")), "load_mnist")
     import os
     name = "fashion_mnist" if fashion else "mnist"
-    folder = _locate(name, data_dir, download)
+    folder, _ = _locate(_idx_source(name), data_dir, download)
 
     def images(f):
         x = read_idx(os.path.join(folder, f))
@@ -268,32 +304,20 @@ _BOSTON_NPZ = ("boston_housing.npz", "f553886a1f8d56431e820c5b82552d9d95cfcb96d1
                "https://storage.googleapis.com/tensorflow/tf-keras-datasets/boston_housing.npz")
 
 
+_BOSTON = _Source("boston", "Boston housing", ((_BOSTON_CSV[0],), (_BOSTON_NPZ[0],)),
+                  {_BOSTON_CSV[0]: _BOSTON_CSV[1], _BOSTON_NPZ[0]: _BOSTON_NPZ[1]},
+                  {_BOSTON_NPZ[0]: (_BOSTON_NPZ[2],)})
+
+
 def _boston_arrays(data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
     import os
-    candidates = _search_folders("boston", data_dir)
-    cache = candidates[-1]
-    for folder in candidates:
-        csv = os.path.join(folder, _BOSTON_CSV[0])
-        npz = os.path.join(folder, _BOSTON_NPZ[0])
-        for path, digest in ((csv, _BOSTON_CSV[1]), (npz, _BOSTON_NPZ[1])):
-            if os.path.isfile(path):
-                got = _sha256(path)
-                if got != digest:
-                    raise DatasetError(f"{path} is corrupt or truncated: sha256 {got}, expected {digest}.")
-                if path.endswith(".csv"):
-                    table = np.loadtxt(path, delimiter=",", skiprows=1)
-                    return table[:, :13], table[:, 13]
-                with np.load(path, allow_pickle=False) as data:
-                    return np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
-    reason = ""
-    if download:
-        try:
-            _download(_BOSTON_NPZ[2], os.path.join(cache, _BOSTON_NPZ[0]), _BOSTON_NPZ[1])
-            return _boston_arrays(cache, download=False)
-        except OSError as exc:
-            reason = f" (download failed: {exc})"
-    raise DatasetError(f"Boston housing not found{reason}. Put {_BOSTON_CSV[0]} (with a header row) or "
-                       f"{_BOSTON_NPZ[0]} in data_dir or in $SGN_DATA_DIR/boston/; searched: {candidates}.")
+    folder, (fname,) = _locate(_BOSTON, data_dir, download)
+    path = os.path.join(folder, fname)
+    if fname.endswith(".csv"):  # a header row, 13 features then MEDV
+        table = np.loadtxt(path, delimiter=",", skiprows=1)
+        return table[:, :13], table[:, 13]
+    with np.load(path, allow_pickle=False) as data:
+        return np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
 
 
 def load_boston(data_dir: str | None = None, floatX: str = "float64", download: bool = True) -> Split:
@@ -399,52 +423,41 @@ def _read_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(len(data), 3, 32, 32), labels.astype(np.int32)
 
 
+def _cifar10_source() -> _Source:
+    batches = _CIFAR10_TRAIN + (_CIFAR10_TEST,)
+    return _Source("cifar10", "CIFAR-10",
+                   ((_CIFAR10_ARCHIVE,), tuple(f"{_CIFAR10_FOLDER}/{n}" for n in batches), batches),
+                   {_CIFAR10_ARCHIVE: _CIFAR10_SHA256}, {_CIFAR10_ARCHIVE: (_CIFAR10_URL,)})
+
+
 def _cifar10_batches(data_dir: str | None, download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every train and test batch, from the first place in the search order that has them."""
     import os
     import tarfile
 
     names = _CIFAR10_TRAIN + (_CIFAR10_TEST,)
-    candidates = _search_folders("cifar10", data_dir)
-    cache = candidates[-1]
-    for folder in candidates:
-        # The extracted folder, given itself or as the archive's top-level folder inside ``folder``.
-        for extracted in (folder, os.path.join(folder, _CIFAR10_FOLDER)):
-            if all(os.path.isfile(os.path.join(extracted, n)) for n in names):
-                out = {}
-                for n in names:
-                    path = os.path.join(extracted, n)
-                    with open(path, "rb") as fh:
-                        out[n] = _read_cifar_batch(fh.read(), path)
-                return out
-        archive = os.path.join(folder, _CIFAR10_ARCHIVE)
-        if os.path.isfile(archive):
-            # The checksum comes first: nothing from an unverified archive is unpickled.
-            got = _sha256(archive)
-            if got != _CIFAR10_SHA256:
-                raise DatasetError(f"{archive} is corrupt or truncated: sha256 {got}, expected {_CIFAR10_SHA256}. "
-                                   "Delete it and load again.")
-            out = {}
-            with tarfile.open(archive, "r:gz") as tar:
-                for n in names:
-                    member = f"{_CIFAR10_FOLDER}/{n}"
-                    try:
-                        fh = tar.extractfile(member)
-                    except KeyError:
-                        fh = None
-                    if fh is None:
-                        raise DatasetError(f"{archive} has no file {member}")
-                    out[n] = _read_cifar_batch(fh.read(), f"{archive}:{member}")
-            return out
-    reason = ""
-    if download:
-        try:
-            _download(_CIFAR10_URL, os.path.join(cache, _CIFAR10_ARCHIVE), _CIFAR10_SHA256)
-            return _cifar10_batches(cache, download=False)
-        except OSError as exc:
-            reason = f" (download failed: {exc})"
-    raise DatasetError(f"CIFAR-10 not found{reason}. Put {_CIFAR10_ARCHIVE} or its extracted {_CIFAR10_FOLDER}/ "
-                       f"folder in data_dir or in $SGN_DATA_DIR/cifar10/; searched: {candidates}.")
+    # The archive's checksum is checked by _locate first: nothing from an unverified archive is unpickled.
+    folder, layout = _locate(_cifar10_source(), data_dir, download)
+    if layout != (_CIFAR10_ARCHIVE,):
+        out = {}
+        for n, f in zip(names, layout):
+            path = os.path.join(folder, f)
+            with open(path, "rb") as fh:
+                out[n] = _read_cifar_batch(fh.read(), path)
+        return out
+    archive = os.path.join(folder, _CIFAR10_ARCHIVE)
+    out = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for n in names:
+            member = f"{_CIFAR10_FOLDER}/{n}"
+            try:
+                fh = tar.extractfile(member)
+            except KeyError:
+                fh = None
+            if fh is None:
+                raise DatasetError(f"{archive} has no file {member}")
+            out[n] = _read_cifar_batch(fh.read(), f"{archive}:{member}")
+    return out
 
 
 def load_cifar10(data_dir: str | None = None, flatten: bool = False, floatX: str = "float32",

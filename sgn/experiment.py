@@ -5,12 +5,13 @@ from flags to optimizer hyperparameters, and a run that writes ``results.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,21 @@ from .checkpoint import atomic_write_bytes
 from .optimizers import SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
-__all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment"]
+__all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment",
+           "expected_errors"]
+
+
+@contextlib.contextmanager
+def expected_errors(prog: str) -> Iterator[None]:
+    """Turn the errors a user can fix (a dataset missing offline, a bad hyperparameter, an unreadable
+    checkpoint) into one line on stderr and exit status 1, instead of a traceback."""
+    from ._validation import InvalidParameterError, UnknownParameterError
+    from .checkpoint import CheckpointError
+    from .datasets import DatasetError
+    try:
+        yield
+    except (DatasetError, InvalidParameterError, UnknownParameterError, CheckpointError) as exc:
+        raise SystemExit(f"{prog}: error: {exc}") from None
 
 
 def str2bool(text: str) -> bool:

@@ -140,6 +140,24 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _local_only_connect)
 
 
+@pytest.fixture
+def file_server(tmp_path):
+    """An HTTP server on this machine serving ``tmp_path / "server"``: the official mirror's stand-in."""
+    import functools
+    import http.server
+    import threading
+    root = tmp_path / "server"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(autouse=True)
 def _float64():
     """Tests run in float64 unless they change floatX themselves."""

@@ -166,12 +166,11 @@ def test_missing_files_say_what_to_put_where(tmp_path):
         load_cifar10(tmp_path, download=False)
 
 
-def test_download_path_verifies_and_caches(monkeypatch, tmp_path):
-    server = tmp_path / "server"
-    server.mkdir()
+def test_download_path_verifies_and_caches(monkeypatch, tmp_path, file_server):
+    server, url = file_server
     batches = _batches(seed=2)
     digest = _write_archive(server / "cifar-10-python.tar.gz", batches)
-    monkeypatch.setattr(datasets, "_CIFAR10_URL", (server / "cifar-10-python.tar.gz").as_uri())
+    monkeypatch.setattr(datasets, "_CIFAR10_URL", url + "cifar-10-python.tar.gz")
     monkeypatch.setattr(datasets, "_CIFAR10_SHA256", digest)
     d = load_cifar10(flatten=True, floatX="float64")
     np.testing.assert_array_equal(d.y_test, batches["test_batch"][b"labels"])
@@ -180,9 +179,9 @@ def test_download_path_verifies_and_caches(monkeypatch, tmp_path):
     # A download whose checksum is wrong leaves no file behind.
     os.unlink(cache / "cifar-10-python.tar.gz")
     monkeypatch.setattr(datasets, "_CIFAR10_SHA256", "0" * 64)
-    with pytest.raises(DatasetError, match="download failed.*expected 0000"):
+    with pytest.raises(DatasetError, match="download failed.*0000"):
         load_cifar10()
-    assert os.listdir(cache) == []
+    assert not cache.exists() or os.listdir(cache) == []
 
 
 def test_bad_arguments_name_the_parameter(tmp_path):

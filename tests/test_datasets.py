@@ -67,27 +67,43 @@ def _write_idx(path, array):
         fh.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_download_path_verifies_and_caches(monkeypatch, tmp_path):
-    # A tiny fake release served from a file:// URL stands in for the official mirror.
-    server = tmp_path / "server"
-    server.mkdir()
+def test_download_path_verifies_and_caches(monkeypatch, tmp_path, file_server):
+    # A tiny fake release on a local HTTP server stands in for the official mirror.
+    server, url = file_server
     rng = np.random.default_rng(0)
     _write_idx(server / FILES[0], rng.integers(0, 256, (6, 28, 28)))
     _write_idx(server / FILES[1], np.arange(6) % 10)
     _write_idx(server / FILES[2], rng.integers(0, 256, (4, 28, 28)))
     _write_idx(server / FILES[3], np.arange(4))
     table = {f: hashlib.sha256((server / f).read_bytes()).hexdigest() for f in FILES}
-    monkeypatch.setitem(datasets._IDX_FILES, "mnist", {"url": server.as_uri() + "/", "files": table})
+    # The first mirror is down (nothing listens there): the second one serves the files.
+    monkeypatch.setitem(datasets._IDX_FILES, "mnist", {"url": "http://127.0.0.1:9/", "mirrors": (url,),
+                                                       "files": table})
     d = load_mnist()
     assert d.x_train.shape == (6, 784) and d.y_test.tolist() == [0, 1, 2, 3]
     cache = tmp_path / "cache" / "sgn" / "mnist"
     assert sorted(os.listdir(cache)) == sorted(FILES)
-    # A bad checksum on download leaves no partial file behind.
+    assert load_mnist(download=False).y_test.tolist() == [0, 1, 2, 3]  # cached: found offline now
+    # A bad checksum on download leaves no partial file, and no empty cache folder, behind.
     shutil.rmtree(cache)
     table[FILES[0]] = "0" * 64
-    with pytest.raises(DatasetError, match="download failed.*expected 0000"):
+    with pytest.raises(DatasetError, match="download failed.*0000"):
         load_mnist()
-    assert not any(name.startswith(".part-") or name == FILES[0] for name in os.listdir(cache))
+    assert not cache.exists()
+
+
+def test_boston_downloads_the_official_npz_when_missing(monkeypatch, tmp_path, file_server):
+    server, url = file_server
+    x = np.arange(506 * 13, dtype=np.float64).reshape(506, 13) % 17
+    y = np.linspace(5, 50, 506)
+    np.savez(server / "boston_housing.npz", x=x, y=y)
+    digest = hashlib.sha256((server / "boston_housing.npz").read_bytes()).hexdigest()
+    monkeypatch.setattr(datasets, "_BOSTON", datasets._BOSTON._replace(
+        sha256={**datasets._BOSTON.sha256, "boston_housing.npz": digest},
+        downloads={"boston_housing.npz": (url + "boston_housing.npz",)}))
+    d = datasets.load_boston()
+    assert d.x_train.shape == (404, 13) and d.y_test.shape == (102, 1)
+    assert os.listdir(tmp_path / "cache" / "sgn" / "boston") == ["boston_housing.npz"]
 
 
 def test_read_idx_rejects_truncated_data(tmp_path):
