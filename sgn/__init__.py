@@ -19,7 +19,7 @@ from ._validation import InvalidParameterError, UnknownParameterError  # noqa: E
 from .checkpoint import CheckpointError  # noqa: E402
 from .optimizers import SGD, SGN, NonFiniteStepError  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["SGN", "SGD", "NonFiniteStepError", "CheckpointError", "InvalidParameterError", "UnknownParameterError",
            "losses", "__version__"]

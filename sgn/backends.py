@@ -90,7 +90,7 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
     ----------
     mode : None, str or pytensor Mode
         ``None`` picks the default, the C virtual machine (``"c"``) linked to the bundled
-        OpenBLAS (:func:`configure_blas`).  Measured by ``examples/bench_backends.py``
+        OpenBLAS (:func:`configure_blas`).  Measured by ``examples/benchmarks/bench_backends.py``
         (docs/performance.md) against PyTensor's Numba and JAX backends on the paper's
         networks, it is the fastest or within noise of the fastest on each, and 2x faster
         than Numba on the convolutional nets.  ``"c"``, ``"numba"`` and ``"jax"`` name a
