@@ -71,8 +71,12 @@ def test_float32_cg_on_condition_number_1e6_stays_finite():
     f = _cg_function(A, dtype="float32")
     x, r, n_iter, _ = f(b, 200, 0.0)
     assert x.dtype == np.float32 and np.all(np.isfinite(x)) and np.all(np.isfinite(r))
-    # Progress, not divergence: the residual shrank.
-    assert np.linalg.norm(A @ x + b) < np.linalg.norm(b)
+    # Progress, not divergence, in the norm CG minimises: the A-norm error against a float64
+    # solve at least halved from x0 = 0.  (The residual norm is not monotone in CG, and at this
+    # condition number in float32 it can end above ||b|| while the A-norm error falls 4-6x.)
+    exact = np.linalg.solve(A, -b.astype(np.float64))
+    err = x - exact
+    assert np.sqrt(err @ A @ err) < 0.5 * np.sqrt(exact @ A @ exact)
 
 
 def test_sgn_direction_with_n_par_iterations_matches_numpy_solve(tiny_problem):

@@ -24,7 +24,7 @@ def _comparable(results):
     timeline = [{k: v for k, v in r.items() if k != "seconds"} for r in results["timeline"]]
     config = {k: v for k, v in results["config"].items()
               if k not in ("wall_seconds", "out", "resume", "checkpoint_every", "overwrite")}
-    return timeline, config, results["rho"], results["alpha"]
+    return timeline, config, results["damping"]
 
 
 def _run(args, **kwargs):
