@@ -10,14 +10,12 @@ models
     ``mlp`` (``from sgn.models import mlp``).
 """
 
-from .backends import configure_blas
-
-configure_blas()  # before anything compiles: link PyTensor's C backend to a real BLAS
-
-from . import losses  # noqa: E402
-from ._validation import InvalidParameterError, UnknownParameterError  # noqa: E402
-from .checkpoint import CheckpointError  # noqa: E402
-from .optimizers import SGD, SGN, NonFiniteStepError  # noqa: E402
+# Importing sgn changes no PyTensor setting: the bundled BLAS is linked when an sgn optimizer or
+# model first compiles for the C backend (sgn.backends.resolve_mode), or by configure_blas().
+from . import losses
+from ._validation import InvalidParameterError, UnknownParameterError
+from .checkpoint import CheckpointError
+from .optimizers import SGD, SGN, NonFiniteStepError
 
 __version__ = "0.2.0"
 

@@ -4,8 +4,10 @@ A pip-installed PyTensor finds no BLAS to link: its C backend then runs ``Dot22`
 and ``Ger`` as Python thunks (``numpy.dot`` and SciPy calls, one interpreter round trip per
 matrix product, also inside the CG ``scan``) and warns that "operations that might benefit
 from BLAS will be severely degraded".  ``sgn`` depends on ``scipy-openblas32``, the
-OpenBLAS build that SciPy ships as a wheel, and points PyTensor at it on import
-(:func:`configure_blas`).  That library prefixes its symbols (``scipy_dgemm_``), so the
+OpenBLAS build that SciPy ships as a wheel, and points PyTensor at it when an sgn optimizer or
+model first compiles for the C backend (:func:`resolve_mode` calls :func:`configure_blas`;
+``import sgn`` itself changes no PyTensor setting).  That library prefixes its symbols
+(``scipy_dgemm_``), so the
 Fortran names PyTensor's C code calls are mapped to them with preprocessor defines.
 """
 
@@ -40,8 +42,11 @@ def _user_set_blas() -> bool:
 def configure_blas() -> dict[str, str]:
     """Link PyTensor's C backend to the OpenBLAS of the ``scipy-openblas32`` wheel.
 
-    Called once by ``import sgn``.  Does nothing when the user set ``blas__ldflags``
-    (through ``PYTENSOR_FLAGS`` or ``.pytensorrc``; an explicit empty value keeps PyTensor's
+    Called by :func:`resolve_mode` when an sgn optimizer or model first compiles for the C
+    backend; call it yourself before compiling graphs of your own that should use it.  Sets
+    ``pytensor.config.blas__ldflags`` and adds the symbol defines to ``gcc__cxxflags``, once
+    per process.  Does nothing when the user set ``blas__ldflags`` (through
+    ``PYTENSOR_FLAGS`` or ``.pytensorrc``; an explicit empty value keeps PyTensor's
     fallback), when ``SGN_BUNDLED_BLAS=0``, or when the wheel is not installed.
 
     Returns
@@ -90,7 +95,8 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
     ----------
     mode : None, str or pytensor Mode
         ``None`` picks the default, the C virtual machine (``"c"``) linked to the bundled
-        OpenBLAS (:func:`configure_blas`).  Measured by ``examples/benchmarks/bench_backends.py``
+        OpenBLAS (:func:`configure_blas`, called here for every mode but Numba and JAX).
+        Measured by ``examples/benchmarks/bench_backends.py``
         (docs/performance.md) against PyTensor's Numba and JAX backends on the paper's
         networks, it is the fastest or within noise of the fastest on each, and 2x faster
         than Numba on the convolutional nets.  ``"c"``, ``"numba"`` and ``"jax"`` name a
@@ -114,6 +120,8 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
     """
     if mode is None:
         mode = "c"
+    if not (isinstance(mode, str) and mode.lower() in ("jax", "numba")):
+        configure_blas()  # the C backend (or a mode of the user's that may use it) links a real BLAS
     if isinstance(mode, str):
         key = mode.lower()
         if key in ("c", "cvm", "numba"):
@@ -122,6 +130,8 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
             from .rewrites import MERGE_DUPLICATES_TAG, register
             register()
             if key == "numba":
+                from .conv import register_numba
+                register_numba()  # the convolution Ops' Numba implementations
                 base = get_mode("NUMBA")
             elif conv:
                 from pytensor.link.vm import VMLinker
@@ -134,6 +144,9 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
             from . import _jax_ops
             _jax_ops.register()  # the convolution Ops' JAX implementations
             return "JAX"
+    elif getattr(mode, "linker", None) is not None and "numba" in type(mode.linker).__name__.lower():
+        from .conv import register_numba
+        register_numba()  # a Numba Mode of the user's own
     return mode
 
 

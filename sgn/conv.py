@@ -406,8 +406,21 @@ def _numba_via_perform_and_key(op, node, **kwargs):
     return _numba_via_perform(op, node, **kwargs), key
 
 
-for _op_class in (Im2Col, Col2Im, MaxPool2D, MaxPoolScatter, MaxPoolGather):
-    register_funcify_and_cache_key(_op_class)(_numba_via_perform_and_key)
+_NUMBA_REGISTERED = False
+
+
+def register_numba() -> None:
+    """Give these Ops their Numba implementations (through ``perform``), once per process.
+
+    Called by :func:`sgn.backends.resolve_mode` for ``mode="numba"``: importing sgn adds no
+    rule to PyTensor's dispatch tables.
+    """
+    global _NUMBA_REGISTERED
+    if _NUMBA_REGISTERED:
+        return
+    for op_class in (Im2Col, Col2Im, MaxPool2D, MaxPoolScatter, MaxPoolGather):
+        register_funcify_and_cache_key(op_class)(_numba_via_perform_and_key)
+    _NUMBA_REGISTERED = True
 
 
 def conv2d_nhwc(x: TensorVariable, W: TensorVariable, b: TensorVariable | None, stride: int = 1,

@@ -33,6 +33,7 @@ def _thunks(fn):
 
 
 def test_bundled_openblas_is_linked():
+    sgn.backends.resolve_mode(None)  # what an optimizer or a model does before it compiles
     info = blas_info()
     assert info["source"].startswith("scipy-openblas32"), info
     assert pytensor.config.blas__ldflags == info["ldflags"] and "-lscipy_openblas" in info["ldflags"]
@@ -81,7 +82,8 @@ def test_linked_products_are_correct():
 @pytest.mark.parametrize("env, source", [({"PYTENSOR_FLAGS": "blas__ldflags="}, "user (blas__ldflags)"),
                                          ({"SGN_BUNDLED_BLAS": "0"}, "disabled by SGN_BUNDLED_BLAS=0")])
 def test_a_users_choice_is_respected(env, source):
-    code = "import pytensor, sgn; print(sgn.backends.blas_info()['source']); print(repr(pytensor.config.blas__ldflags))"
+    code = ("import pytensor, sgn; sgn.backends.resolve_mode(None); print(sgn.backends.blas_info()['source']); "
+            "print(repr(pytensor.config.blas__ldflags))")
     base = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "SGN_BUNDLED_BLAS")}
     proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env={**base, **env}, capture_output=True,
                           text=True, timeout=120)
@@ -90,3 +92,51 @@ def test_a_users_choice_is_respected(env, source):
     assert lines[0] == source
     if "PYTENSOR_FLAGS" in env:
         assert lines[1] == "''"
+
+
+_CONFIG_SNAPSHOT = """
+import json, sys
+import pytensor
+from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.link.numba.dispatch.basic import numba_funcify
+
+def snapshot():
+    config = {}
+    for name in sorted(pytensor.config._config_var_dict):
+        try:
+            config[name] = repr(getattr(pytensor.config, name))
+        except Exception as exc:  # a parameter that cannot be read here
+            config[name] = "unreadable: " + type(exc).__name__
+    rules = {"jax": sorted(map(repr, jax_funcify.registry)), "numba": sorted(map(repr, numba_funcify.registry))}
+    return {"config": config, "rules": rules}
+
+before = snapshot()
+import sgn, sgn.models, sgn.datasets, sgn.training, sgn.experiment, sgn.results
+after = snapshot()
+changed = {k: (before["config"][k], after["config"].get(k)) for k in before["config"]
+           if before["config"][k] != after["config"].get(k)}
+print(json.dumps({"changed": changed, "rules_same": before["rules"] == after["rules"]}))
+"""
+
+
+def test_import_sgn_changes_no_pytensor_setting_or_backend_rule():
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "SGN_BUNDLED_BLAS")}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _CONFIG_SNAPSHOT], env=base, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["changed"] == {} and result["rules_same"], result
+
+
+def test_a_users_flags_win_over_the_bundled_blas():
+    # A user's own PyTensor flags (here: an explicit BLAS) are kept when sgn compiles.
+    code = ("import pytensor, sgn; from sgn.models import mlp; import pytensor.tensor as pt; "
+            "mlp(pt.matrix('X'), pt.ivector('y'), 3, 2, {'hs': [4]}, seed=0).forward([[0.0, 1.0, 2.0]]); "
+            "print(sgn.backends.blas_info()['source']); print(pytensor.config.blas__ldflags)")
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "SGN_BUNDLED_BLAS")}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code],
+                          env={**base, "PYTENSOR_FLAGS": "blas__ldflags=-lfoo_not_used"}, capture_output=True,
+                          text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["user (blas__ldflags)", "-lfoo_not_used"] or "foo_not_used" in proc.stderr, proc.stderr
