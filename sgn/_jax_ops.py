@@ -35,7 +35,7 @@ def register() -> None:
     from pytensor.link.jax.dispatch.shape import jax_funcify_Reshape as pytensor_reshape
     from pytensor.tensor.shape import Reshape
 
-    from .conv import Col2Im, Im2Col, MaxPool2D, MaxPoolGather, MaxPoolScatter
+    from .conv import Col2Im, Im2Col, MaxPool2D, MaxPoolGather, MaxPoolScatter, conv_output_size
 
     @jax_funcify.register(Reshape)
     def _reshape(op, node, **kwargs):
@@ -62,7 +62,7 @@ def register() -> None:
 
         def im2col(x):
             B, H, W, C = x.shape
-            Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
+            Ho, Wo = conv_output_size(H, kh, s, p), conv_output_size(W, kw, s, p)
             xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
             patches = jnp.stack([window(xp, i, j, s, Ho, Wo) for i in range(kh) for j in range(kw)], axis=3)
             return patches.reshape(B * Ho * Wo, kh * kw * C)  # rows (b, oh, ow), columns (i, j, c)
@@ -73,7 +73,7 @@ def register() -> None:
         kh, kw, s, p = op.kh, op.kw, op.stride, op.pad
         H = _static_int(node.inputs[1], "image height")
         W = _static_int(node.inputs[2], "image width")
-        Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
+        Ho, Wo = conv_output_size(H, kh, s, p), conv_output_size(W, kw, s, p)
 
         def col2im(cols, H_, W_):
             C = cols.shape[1] // (kh * kw)
@@ -88,7 +88,7 @@ def register() -> None:
 
     def pooled_windows(x, q, s):
         B, H, W, C = x.shape
-        Ho, Wo = (H - q) // s + 1, (W - q) // s + 1
+        Ho, Wo = conv_output_size(H, q, s, 0), conv_output_size(W, q, s, 0)
         return [window(x, i, j, s, Ho, Wo) for i in range(q) for j in range(q)], Ho, Wo
 
     @jax_funcify.register(MaxPool2D)

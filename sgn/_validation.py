@@ -124,7 +124,9 @@ class Boolean:
     def is_satisfied_by(self, value: Any) -> bool:
         if isinstance(value, bool):
             return True
-        return type(value).__name__ == "bool_"  # numpy.bool_ without importing numpy here
+        # numpy.bool_ (named "bool" since NumPy 2, "bool_" before), without importing numpy here.
+        kind = type(value)
+        return kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")
 
     def __str__(self) -> str:
         return "a bool (True or False)"

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes"]
+__all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes",
+           "jsonable"]
 
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
@@ -24,6 +25,21 @@ _META_KEY = "__meta__"
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, of another format, or for another model."""
+
+
+def jsonable(value: Any) -> Any:
+    """A plain-Python copy of ``value`` for JSON: NumPy scalars become Python numbers.
+
+    Mappings (keys as ``str``), lists and tuples are copied recursively; everything else is
+    returned as it is.  The one converter behind checkpoints' metadata and ``results.json``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _umask() -> int:

@@ -33,8 +33,16 @@ __all__ = ["Im2Col", "Col2Im", "MaxPool2D", "MaxPoolScatter", "MaxPoolGather", "
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length along one axis: ``(size + 2 padding - kernel) // stride + 1`` (may be <= 0)."""
+    """Output length along one axis: ``(size + 2 padding - kernel) // stride + 1`` (may be <= 0).
+
+    The one place the formula is written: the Ops' shapes, the JAX implementations and (through
+    its Numba-compiled twin) the kernels use it; pooling is the case ``padding = 0``.  Works on
+    ints and on symbolic shapes alike.
+    """
     return (size + 2 * padding - kernel) // stride + 1
+
+
+_conv_output_size_jit = numba.njit(cache=True)(conv_output_size)  # for the compiled kernels
 
 
 @numba.njit(cache=True, nogil=True)
@@ -43,8 +51,8 @@ def _im2col_kernel(x, kh, kw, stride, pad, out):  # pragma: no cover - compiled
     # order.  For each window row i, the kw*C inputs x[b, ih, iw0:iw0+kw, :] are
     # contiguous in NHWC, so the inner loop is a straight copy.
     B, H, W, C = x.shape
-    Ho = (H + 2 * pad - kh) // stride + 1
-    Wo = (W + 2 * pad - kw) // stride + 1
+    Ho = _conv_output_size_jit(H, kh, stride, pad)
+    Wo = _conv_output_size_jit(W, kw, stride, pad)
     xf = x.reshape((B, H, W * C))
     span = kw * C
     for b in range(B):
@@ -73,8 +81,8 @@ def _im2col_kernel(x, kh, kw, stride, pad, out):  # pragma: no cover - compiled
 @numba.njit(cache=True, nogil=True)
 def _col2im_kernel(cols, B, H, W, C, kh, kw, stride, pad, out):  # pragma: no cover - compiled
     # Adjoint of _im2col_kernel: each batch item is written by one thread only.
-    Ho = (H + 2 * pad - kh) // stride + 1
-    Wo = (W + 2 * pad - kw) // stride + 1
+    Ho = _conv_output_size_jit(H, kh, stride, pad)
+    Wo = _conv_output_size_jit(W, kw, stride, pad)
     span = kw * C
     of = out.reshape((B, H, W * C))
     for b in range(B):
@@ -150,8 +158,8 @@ class Im2Col(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         B, H, W, C = shapes[0]
-        Ho = (H + 2 * self.pad - self.kh) // self.stride + 1
-        Wo = (W + 2 * self.pad - self.kw) // self.stride + 1
+        Ho = conv_output_size(H, self.kh, self.stride, self.pad)
+        Wo = conv_output_size(W, self.kw, self.stride, self.pad)
         return [(B * Ho * Wo, self.kh * self.kw * C)]
 
     def pullback(self, inputs, outputs, cotangents):
@@ -189,8 +197,8 @@ class Col2Im(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         H, W = node.inputs[1], node.inputs[2]
-        Ho = (H + 2 * self.pad - self.kh) // self.stride + 1
-        Wo = (W + 2 * self.pad - self.kw) // self.stride + 1
+        Ho = conv_output_size(H, self.kh, self.stride, self.pad)
+        Wo = conv_output_size(W, self.kw, self.stride, self.pad)
         B = shapes[0][0] // (Ho * Wo)
         C = shapes[0][1] // (self.kh * self.kw)
         return [(B, H, W, C)]
@@ -261,7 +269,7 @@ def _pool_gather_kernel(idx, gx, q, s, out):  # pragma: no cover - compiled
 
 
 def _pool_out_hw(H, W, q, s):
-    return (H - q) // s + 1, (W - q) // s + 1
+    return conv_output_size(H, q, s, 0), conv_output_size(W, q, s, 0)
 
 
 class _PoolOp(Op):
@@ -454,8 +462,8 @@ def conv2d_nhwc(x: TensorVariable, W: TensorVariable, b: TensorVariable | None, 
     # (F, C, kh, kw) -> (kh, kw, C, F), matching the (i, j, c) column order of Im2Col.
     w_mat = W.dimshuffle(2, 3, 1, 0).reshape((-1, F))
     out = pt.dot(cols, w_mat)
-    Ho = (x.shape[1] + 2 * padding - kh) // stride + 1
-    Wo = (x.shape[2] + 2 * padding - kw) // stride + 1
+    Ho = conv_output_size(x.shape[1], kh, stride, padding)
+    Wo = conv_output_size(x.shape[2], kw, stride, padding)
     out = out.reshape((x.shape[0], Ho, Wo, F))
     return out if b is None else out + b
 

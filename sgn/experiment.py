@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, jsonable
 from .optimizers import SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
@@ -202,6 +202,13 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     return result
 
 
+def _json_scalar(value: Any) -> Any:
+    """``json.dumps``' fallback: NumPy scalars as Python numbers (:func:`sgn.checkpoint.jsonable`)."""
+    if isinstance(value, np.generic):
+        return jsonable(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def results_json_text(result: dict[str, Any]) -> str:
     """The text of ``results.json``: one timeline record per line, any per-step lists on one line each.
 
@@ -220,17 +227,11 @@ def results_json_text(result: dict[str, Any]) -> str:
     parts = []
     for key, value in result.items():
         if key == "timeline":
-            records = (json.dumps(rec, separators=(", ", ": "), default=_json_default) for rec in value)
+            records = (json.dumps(rec, separators=(", ", ": "), default=_json_scalar) for rec in value)
             body = "[\n" + ",\n".join(f"  {rec}" for rec in records) + "\n ]" if value else "[]"
         elif isinstance(value, list):
-            body = json.dumps(value, separators=(",", ":"), default=_json_default)
+            body = json.dumps(value, separators=(",", ":"), default=_json_scalar)
         else:
-            body = json.dumps(value, indent=1, default=_json_default).replace("\n", "\n ")
+            body = json.dumps(value, indent=1, default=_json_scalar).replace("\n", "\n ")
         parts.append(f" {json.dumps(key)}: {body}")
     return "{\n" + ",\n".join(parts) + "\n}"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -28,7 +28,7 @@ from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
 from .backends import has_conv_ops, is_jax, resolve_mode
 from .cg import conjugate_gradient
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 from .line_search import backtracking_armijo
@@ -111,17 +111,6 @@ _REJECT_RHO_FACTOR = 10.0
 _REJECT_RHO_FLOOR = 1e-4
 # CG loops of at most this many iterations are unrolled rather than a scan (see SGN._build).
 _UNROLL_CG_MAX = 5
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain-Python copy of ``value`` (NumPy scalars to Python numbers) for JSON metadata."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _finite(*values: Any) -> bool:
@@ -249,9 +238,9 @@ class _Optimizer:
         """
         state = self.state_dict()
         arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-        meta = {k: _jsonable(v) for k, v in state.items() if not isinstance(v, np.ndarray)}
+        meta = {k: jsonable(v) for k, v in state.items() if not isinstance(v, np.ndarray)}
         meta.update(optimizer=self._name, n_params=self.n_params, dtype=self.dtype,
-                    model=_jsonable(self._model_description()), extra=_jsonable(dict(extra or {})))
+                    model=jsonable(self._model_description()), extra=jsonable(dict(extra or {})))
         for key, value in (extra_arrays or {}).items():
             arrays["extra__" + key] = np.asarray(value)
         save_checkpoint(path, arrays, meta)
@@ -282,11 +271,11 @@ class _Optimizer:
             return CheckpointError(f"checkpoint {str(path)!r} does not match this optimizer: {what} is "
                                    f"{saved!r} in the file but {here!r} here")
         for key, here in (("optimizer", self._name), ("n_params", self.n_params), ("dtype", self.dtype),
-                          ("model", _jsonable(self._model_description()))):
+                          ("model", jsonable(self._model_description()))):
             if meta.get(key) != here:
                 raise mismatch(key, meta.get(key), here)
         saved_hp = {**self._ADDED_HYPER_PAR, **meta.get("hyper_par", {})}
-        here_hp = _jsonable(self.hyper_par)
+        here_hp = jsonable(self.hyper_par)
         differing = sorted(k for k in set(saved_hp) | set(here_hp)
                            if k not in self._FREE_ON_LOAD and saved_hp.get(k) != here_hp.get(k))
         if differing:

@@ -128,3 +128,23 @@ def test_bad_batches_raise_and_leave_theta_unchanged(compiled, n, d, bad, data):
         opt.step(x, y)
     assert any(word in str(err.value) for word in ("x ", "y ", "labels", "NaN", "dimension", "shape", "real"))
     assert np.array_equal(opt.theta.get_value(), theta0) and opt.tot_iter == t0
+
+
+def test_numpy_booleans_are_booleans_and_integers_are_not():
+    # NumPy 2 names the type numpy.bool (NumPy 1: numpy.bool_); both are real booleans.
+    from sgn._validation import Boolean
+    assert Boolean().is_satisfied_by(np.True_) and Boolean().is_satisfied_by(np.bool_(False))
+    assert Boolean().is_satisfied_by(True)
+    for value in (1, 0, np.int8(1), "True", None):
+        assert not Boolean().is_satisfied_by(value), value
+
+
+def test_jsonable_turns_numpy_scalars_into_python_numbers():
+    import json
+
+    from sgn.checkpoint import jsonable
+    value = {"a": np.float32(0.5), 3: [np.int64(2), (np.bool_(True), "s")], "b": None}
+    plain = jsonable(value)
+    assert plain == {"a": 0.5, "3": [2, [True, "s"]], "b": None}
+    assert type(plain["a"]) is float and type(plain["3"][0]) is int and type(plain["3"][1][0]) is bool
+    assert json.loads(json.dumps(plain)) == plain
