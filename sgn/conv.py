@@ -9,8 +9,10 @@ linear Ops that move data between images and patch matrices:
 
 Because each Op's pullback is the other Op, both are differentiable any number of
 times, so PyTensor's default forward product (two pullbacks) works through them and
-the Gauss–Newton product ``Jᵀ H J v`` needs no special rule.  Everything else
-(the GEMM, the bias, ReLU, pooling by reshape + max) is stock PyTensor.
+the Gauss–Newton product ``Jᵀ H J v`` needs no special rule.  Max pooling is a third
+Op, :class:`MaxPool2D`, that also returns each window's arg-max, with the linear pair
+:class:`MaxPoolScatter` / :class:`MaxPoolGather` as its pullback and forward product.
+Everything else (the GEMM, the bias, the activations) is stock PyTensor.
 
 Images are NHWC inside the network (channels last), so a convolution's patch matrix
 has one row per output pixel and the convolution is a single GEMM whose result is
@@ -80,7 +82,7 @@ def _im2col_kernel(x, kh, kw, stride, pad, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _col2im_kernel(cols, B, H, W, C, kh, kw, stride, pad, out):  # pragma: no cover - compiled
-    # Adjoint of _im2col_kernel: each batch item is written by one thread only.
+    # Adjoint of _im2col_kernel: overlapping windows add into the image (a serial loop).
     Ho = _conv_output_size_jit(H, kh, stride, pad)
     Wo = _conv_output_size_jit(W, kw, stride, pad)
     span = kw * C
@@ -381,10 +383,10 @@ MaxPoolGather._adjoint = MaxPoolScatter
 
 
 def _numba_via_perform(op, node, **kwargs):
-    """Numba backend: call the Op's ``perform`` (itself a parallel Numba kernel) from object mode.
+    """Numba backend: call the Op's ``perform`` (itself a compiled Numba kernel) from object mode.
 
     Measured faster than inlining the kernels into PyTensor's generated function,
-    which loses the kernels' thread parallelism and contiguous-array typing.
+    which loses the kernels' contiguous-array typing (the kernels run serially, nogil).
     """
     from pytensor.link.numba.dispatch.basic import get_numba_type
 

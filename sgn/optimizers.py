@@ -14,10 +14,11 @@ the line search or the trust region needs them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytensor
@@ -32,9 +33,11 @@ from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpo
 from .damping import reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 from .line_search import backtracking_armijo
+from .retry import attempt_rho, next_attempt
 from .schedules import scheduled_value
 
-__all__ = ["SGN", "SGD", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS"]
+__all__ = ["SGN", "SGD", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS", "SGNState", "SGDState",
+           "SGNStepOutputs", "CG_UNROLL_MAX"]
 
 
 class NonFiniteStepError(FloatingPointError):
@@ -105,12 +108,83 @@ SGD_CONSTRAINTS: dict[str, Any] = {
     "MAX_REJECTED_STEPS": _POS_INT,
 }
 
-# When a step is rejected, rho is multiplied by this factor for the retry (starting
-# from at least _REJECT_RHO_FLOOR, so that rho = 0 is raised too).
-_REJECT_RHO_FACTOR = 10.0
-_REJECT_RHO_FLOOR = 1e-4
-# CG loops of at most this many iterations are unrolled rather than a scan (see SGN._build).
-_UNROLL_CG_MAX = 5
+#: The default ``cg_unroll_max`` of :class:`SGN`: CG loops of at most this many iterations are
+#: unrolled rather than a ``scan`` (see ``SGN._build``).
+CG_UNROLL_MAX = 5
+
+
+class SGNStepOutputs(NamedTuple):
+    """What SGN's compiled step function returns for one mini-batch, before any update."""
+
+    loss: np.ndarray           #: scalar, the mini-batch loss
+    grad: np.ndarray           #: (n_params,), the mini-batch gradient g
+    pred: np.ndarray           #: the model's ``pred_sym`` on the batch
+    grad_average: np.ndarray   #: (n_params,), the new running average m of g (g itself when BETA = 0)
+    direction: np.ndarray      #: (n_params,), CG's Δ for (G + ρI) Δ = -m̂
+    g_dot_delta: np.ndarray    #: scalar gᵀΔ
+    delta_a_delta: np.ndarray  #: scalar Δᵀ(G + ρI)Δ, from CG's final residual
+    cg_iters: np.ndarray       #: CG iterations run
+    cg_residual: np.ndarray    #: max |r| of CG's final residual
+
+
+@dataclasses.dataclass
+class SGNState:
+    """Everything of SGN's that changes from step to step, besides θ (which lives in ``net.theta``).
+
+    :meth:`SGN.state_dict` is θ, the hyperparameters and these fields, by name.
+    """
+
+    m: np.ndarray               #: (n_params,), the running average of the gradient (BETA > 0)
+    step: int = 0               #: accepted steps so far
+    rho: float = 0.0            #: ρ for the next step
+    rho_boost: float = 1.0      #: factor on the scheduled ρ while a retry is pending (sgn.retry)
+    n_rejected: int = 0         #: rejected attempts in a row
+    history: dict[str, list] = dataclasses.field(default_factory=dict)  #: per accepted step
+
+
+@dataclasses.dataclass
+class SGDState:
+    """Everything of SGD's that changes from step to step, besides θ."""
+
+    velocity: np.ndarray        #: (n_params,), the momentum buffer
+    step: int = 0
+    n_rejected: int = 0
+    history: dict[str, list] = dataclasses.field(default_factory=dict)
+
+
+def _state_dict(theta: np.ndarray, hyper_par: Mapping[str, Any], state: Any) -> dict[str, Any]:
+    """θ, the hyperparameters and every field of a state record, as copies."""
+    out: dict[str, Any] = {"theta": theta}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+        elif isinstance(value, dict):
+            value = {k: list(v) for k, v in value.items()}
+        out[f.name] = value
+    out["hyper_par"] = dict(hyper_par)
+    return out
+
+
+def _load_state(state: Any, given: Mapping[str, Any], n_params: int, dtype: str, who: str) -> None:
+    """Set every field of the record ``state`` from ``given``, converted to the field's current kind."""
+    new = {}
+    for f in dataclasses.fields(state):
+        current, value = getattr(state, f.name), given[f.name]
+        if isinstance(current, np.ndarray):
+            value = check_vector(value, n_params, dtype, f"state[{f.name!r}]", who).copy()
+        elif isinstance(current, dict):
+            value = {k: list(v) for k, v in value.items()}
+        else:
+            value = type(current)(value)
+        new[f.name] = value
+    for name, value in new.items():  # only once every field converted
+        setattr(state, name, value)
+
+
+# SGN.history's keys, one value per accepted step.
+_SGN_HISTORY = ("loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ls_success", "ratio",
+                "rejected")
 
 
 def _finite(*values: Any) -> bool:
@@ -150,8 +224,6 @@ class _Optimizer:
         self.grad_sym = pt_grad(obj_fun, theta)
         self._cost_fn = None
         self._gnvp_fn = None
-        self._t = 0
-        self._n_rejected = 0
         self.compile_seconds = 0.0
 
     # -- compiled helpers -------------------------------------------------------------------------
@@ -208,7 +280,28 @@ class _Optimizer:
     @property
     def tot_iter(self) -> int:
         """Number of accepted steps so far (the original package's name)."""
-        return self._t
+        return self.state.step
+
+    @property
+    def history(self) -> dict[str, list]:
+        """Per accepted step (see the class docstring): ``state.history``."""
+        return self.state.history
+
+    @history.setter
+    def history(self, value: dict[str, list]) -> None:
+        self.state.history = value
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that changes a later step: θ, ``hyper_par`` and every field of :attr:`state` (copies)."""
+        return _state_dict(self.theta.get_value(), self.hyper_par, self.state)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (θ included); nothing changes if a value is malformed."""
+        theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", self._name)
+        history = {**{k: [None] * len(next(iter(state["history"].values()), [])) for k in self.state.history},
+                   **state["history"]}  # a key added since the state was saved: unknown for its old steps
+        _load_state(self.state, {**state, "history": history}, self.n_params, self.dtype, self._name)
+        self.theta.set_value(theta.copy())
 
     # -- checkpoints ------------------------------------------------------------------------------
     # Keys that may differ between the saving and the loading optimizer.
@@ -289,13 +382,30 @@ class _Optimizer:
         return dict(meta.get("extra", {})), extra_arrays
 
     def _reject(self, what: str) -> None:
-        self._n_rejected += 1
-        limit = self.hyper_par["MAX_REJECTED_STEPS"]
-        if self._n_rejected >= limit:
+        """Count a rejected attempt and damp the retry (:func:`sgn.retry.next_attempt`); raise at the limit."""
+        st = self.state
+        rho = getattr(st, "rho", 0.0)
+        retry = next_attempt(False, rho, getattr(st, "rho_boost", 1.0), st.n_rejected,
+                             trust_region=bool(self.hyper_par.get("TR", False)),
+                             max_rejected=self.hyper_par["MAX_REJECTED_STEPS"])
+        st.n_rejected = retry.n_rejected
+        if retry.give_up:
             raise NonFiniteStepError(
-                f"{self._name}: {self._n_rejected} consecutive steps were rejected because {what} was "
+                f"{self._name}: {st.n_rejected} consecutive steps were rejected because {what} was "
                 f"not finite; θ still holds the last good values. Try a smaller step "
                 f"({self._advice}), rescale the inputs and targets, or use floatX='float64'.")
+        if hasattr(st, "rho_boost"):
+            st.rho, st.rho_boost = retry.rho, retry.rho_boost
+
+    def _accept(self) -> None:
+        """Reset the retry state after an accepted step (:func:`sgn.retry.next_attempt`)."""
+        st = self.state
+        retry = next_attempt(True, getattr(st, "rho", 0.0), getattr(st, "rho_boost", 1.0), st.n_rejected,
+                             trust_region=bool(self.hyper_par.get("TR", False)),
+                             max_rejected=self.hyper_par["MAX_REJECTED_STEPS"])
+        st.n_rejected = retry.n_rejected
+        if hasattr(st, "rho_boost"):
+            st.rho_boost = retry.rho_boost
 
 
 class SGN(_Optimizer):
@@ -335,6 +445,11 @@ class SGN(_Optimizer):
         the fastest measured here for the MNIST MLP and the convolutional nets.
         For tiny networks (e.g. the sine task's) ``"numba"`` measured about 4x faster
         per step (docs/performance.md).
+    cg_unroll_max : int, keyword-only
+        CG loops of at most this many iterations are unrolled into the compiled step
+        instead of a ``scan`` (default :data:`CG_UNROLL_MAX`, 5; 0: every loop a scan).
+        A scan costs about 100–150 µs per call whatever its length; an unrolled loop
+        compiles more slowly the longer it is.  The JAX backend unrolls every count.
 
     Attributes
     ----------
@@ -342,10 +457,15 @@ class SGN(_Optimizer):
         ``net.theta``.
     rho : float
         Damping ρ for the next step (under ``TR``; the scheduled value otherwise).
+    state : SGNState
+        Everything that changes from step to step besides θ: the gradient average
+        ``m``, the ``step`` count, ``rho``, the retry state (``rho_boost``,
+        ``n_rejected``; :mod:`sgn.retry`) and ``history``.
     history : dict of lists
         Per accepted step: ``loss``, ``rho``, ``alpha``, ``cg_iters``,
-        ``max_cg_iters``, ``cg_residual``, ``ls_evals``, ``ratio``; and
-        ``rejected``, the number of rejected attempts before it.
+        ``max_cg_iters``, ``cg_residual``, ``ls_evals`` and ``ls_success`` (the line
+        search's loss evaluations and whether it met the Armijo condition; None without
+        ``LS``), ``ratio``; and ``rejected``, the number of rejected attempts before it.
     damp_rho, alpha, max_cg_iters : list
         Original package's names for ``history['rho']``, ``['alpha']``, ``['max_cg_iters']``.
 
@@ -363,14 +483,16 @@ class SGN(_Optimizer):
     * ``MIN_CG_ITERS`` and ``K_CG`` may be left out (defaults: ``MAX_CG_ITERS``, 10).
     * The Armijo target ``f + c α gᵀΔ`` is recomputed for each trial α and uses
       the true gradient ``g`` (the original kept α = ALPHA's target and used m̂).
-    * The trust-region ratio compares the actual change at the accepted step αΔ
-      with the model's ``q(αΔ) = α gᵀΔ + ½ α² Δᵀ(G + ρI)Δ``, with ``g`` the true
-      gradient.
+    * The trust-region ratio compares the actual change at the full step α = ``ALPHA``
+      (``TR_RATIO='trial'``, the original's rule; ``'accepted'``: at the step the line
+      search accepted) with the model's ``q(αΔ) = α gᵀΔ + ½ α² Δᵀ(G + ρI)Δ``, with ``g``
+      the true gradient throughout (the original mixed ``g`` and m̂).
     * The returned ``pred`` is always from before the update.
     * A step whose loss, gradient, CG direction or new θ is not finite is
       rejected: θ and the gradient average are left unchanged, ρ is raised
       tenfold for the retry, and after ``MAX_REJECTED_STEPS`` consecutive
-      rejections :class:`NonFiniteStepError` is raised.
+      rejections :class:`NonFiniteStepError` is raised (the policy is
+      :func:`sgn.retry.next_attempt`).
     * The CG preconditioner uses the ρ of the current step (the original used
       ``DAMP_RHO`` even under a schedule).
     * ``TR=True`` together with a ``RHO_DECAY`` other than ``'const'`` is an error
@@ -397,7 +519,8 @@ class SGN(_Optimizer):
     _ADDED_HYPER_PAR = {"TR_RATIO": "accepted"}
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
-                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
+                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
+                 cg_unroll_max: int = CG_UNROLL_MAX) -> None:
         defaults = dict(SGN_DEFAULTS)
         given = dict(hyper_par) if isinstance(hyper_par, Mapping) else hyper_par
         if isinstance(given, dict) and given.get("MIN_CG_ITERS", None) is None:
@@ -414,15 +537,25 @@ class SGN(_Optimizer):
             raise InvalidParameterError(
                 f"The 'DAMP_RHO_MIN' hyperparameter of SGN must not exceed 'DAMP_RHO'. Got "
                 f"DAMP_RHO_MIN={hp['DAMP_RHO_MIN']!r} > DAMP_RHO={hp['DAMP_RHO']!r}.")
+        if not (isinstance(cg_unroll_max, int) and not isinstance(cg_unroll_max, bool) and cg_unroll_max >= 0):
+            raise InvalidParameterError(
+                f"The 'cg_unroll_max' parameter of SGN must be an int >= 0 (0: every CG loop a scan). "
+                f"Got {cg_unroll_max!r} instead.")
         self.hyper_par = hp
+        self.cg_unroll_max = cg_unroll_max
         super().__init__(X, y_hat, net, obj_fun, mode)
-        self.rho = float(hp["DAMP_RHO"])
-        self._rho_boost = 1.0
-        self._m = np.zeros(self.n_params, dtype=self.dtype)
-        self.history: dict[str, list] = {k: [] for k in (
-            "loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ratio",
-            "rejected")}
+        self.state = SGNState(m=np.zeros(self.n_params, dtype=self.dtype), rho=float(hp["DAMP_RHO"]),
+                              history={k: [] for k in _SGN_HISTORY})
         self._build()
+
+    @property
+    def rho(self) -> float:
+        """Damping ρ for the next step (``state.rho``)."""
+        return self.state.rho
+
+    @rho.setter
+    def rho(self, value: float) -> None:
+        self.state.rho = float(value)
 
     # -- graph ------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -458,13 +591,15 @@ class SGN(_Optimizer):
             g_dot_delta = pt.dot(g, delta)
             # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.
             delta_a_delta = pt.dot(delta, cg.residual - rhs)
+            # Outputs in SGNStepOutputs' order: step() reads them back by name.
             return self._function(
                 [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias],
-                [loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter, cg.residual_norm])
+                list(SGNStepOutputs(loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter,
+                                    cg.residual_norm)))
 
         # Steps 1..K_CG-1 run MIN_CG_ITERS iterations, later steps MAX_CG_ITERS: one compiled
         # function per count, shared where the graphs are the same.  A count up to
-        # _UNROLL_CG_MAX is unrolled: a scan's per-call cost is about 100-150 µs whatever its
+        # cg_unroll_max is unrolled: a scan's per-call cost is about 100-150 µs whatever its
         # length, 15-20% of an SGN(2) step on the paper's sine and Boston MLPs, while an
         # unrolled graph's compile time grows quickly with its length (docs/performance.md).
         # JAX compiles loops of static length only, so it unrolls every count.
@@ -474,7 +609,7 @@ class SGN(_Optimizer):
         by_graph: dict[int | None, Any] = {}
         self._step_fns: dict[int, Any] = {}
         for count in sorted(counts):
-            static_steps = count if is_jax(self.mode) or count <= _UNROLL_CG_MAX else None
+            static_steps = count if is_jax(self.mode) or count <= self.cg_unroll_max else None
             if static_steps not in by_graph:
                 by_graph[static_steps] = compile_step(static_steps)
             self._step_fns[count] = by_graph[static_steps]
@@ -516,17 +651,17 @@ class SGN(_Optimizer):
             After ``MAX_REJECTED_STEPS`` consecutive non-finite steps.
         """
         x, y = self._check(x, y)
-        hp, dt = self.hyper_par, self.dtype
-        t = self._t + 1
+        hp, dt, st = self.hyper_par, self.dtype, self.state
+        t = st.step + 1
         n_cg = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
         base_rho = self._scheduled_rho(t)
-        rho = base_rho if self._rho_boost == 1.0 else max(base_rho, _REJECT_RHO_FLOOR) * self._rho_boost
+        rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
-        (loss, grad, pred, m_new, delta, g_dot_delta, delta_a_delta, cg_iters,
-         cg_residual) = self._step_fns[n_cg](x, y, np.asarray(rho, dt), np.int32(n_cg), self._m,
-                                             np.asarray(beta, dt), np.asarray(bias, dt))
-        loss, g_dot_delta, delta_a_delta = float(loss), float(g_dot_delta), float(delta_a_delta)
+        out = SGNStepOutputs(*self._step_fns[n_cg](x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
+                                                   np.asarray(beta, dt), np.asarray(bias, dt)))
+        loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
+        g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)
         if not _finite(loss, grad, delta, g_dot_delta, delta_a_delta):
             return self._reject_step("the loss, gradient or CG direction", loss, grad, pred)
 
@@ -537,12 +672,12 @@ class SGN(_Optimizer):
 
         # The full step α = ALPHA is tried first: the line search starts there, and the
         # trust-region rule judges the quadratic model by it (see TR_RATIO).
-        alpha, ls_evals, ratio = hp["ALPHA"], 0, math.nan
+        alpha, ls_evals, ls_success, ratio = hp["ALPHA"], 0, None, math.nan
         trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] else None
         if hp["LS"]:
             result = backtracking_armijo(loss_at, loss, g_dot_delta, alpha, hp["C_LS"], hp["RHO_LS"],
                                          hp["MAX_LS_ITERS"], phi_alpha0=trial_loss)
-            alpha, new_loss, ls_evals = result.alpha, result.value, result.n_evals
+            alpha, new_loss, ls_evals, ls_success = result.alpha, result.value, result.n_evals, result.success
         theta_new = (theta0 + alpha * delta).astype(dt)
         if not _finite(theta_new) or (new_loss is not None and not math.isfinite(new_loss)):
             return self._reject_step("the updated θ or its loss", loss, grad, pred)
@@ -554,31 +689,27 @@ class SGN(_Optimizer):
             a, actual = (hp["ALPHA"], trial_loss) if hp["TR_RATIO"] == "trial" else (alpha, new_loss)
             predicted = a * g_dot_delta + 0.5 * a * a * delta_a_delta
             ratio = reduction_ratio(actual - loss, predicted)
-            self.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"])
+            st.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"])
         else:
-            self.rho = base_rho
+            st.rho = base_rho
         self.theta.set_value(theta_new, borrow=True)
-        self._m = np.asarray(m_new, dtype=dt) if beta > 0 else self._m
-        self._t = t
-        self._rho_boost = 1.0
-        h = self.history
-        for key, value in (("loss", loss), ("rho", rho), ("alpha", alpha), ("cg_iters", int(cg_iters)),
-                           ("max_cg_iters", n_cg), ("cg_residual", float(cg_residual)),
-                           ("ls_evals", ls_evals), ("ratio", ratio), ("rejected", self._n_rejected)):
-            h[key].append(value)
-        self._n_rejected = 0
+        st.m = np.asarray(out.grad_average, dtype=dt) if beta > 0 else st.m
+        st.step = t
+        cg_iters, cg_residual = int(out.cg_iters), float(out.cg_residual)
+        record = {"loss": loss, "rho": rho, "alpha": alpha, "cg_iters": cg_iters, "max_cg_iters": n_cg,
+                  "cg_residual": cg_residual, "ls_evals": ls_evals, "ls_success": ls_success, "ratio": ratio,
+                  "rejected": st.n_rejected}
+        for key in _SGN_HISTORY:
+            st.history[key].append(record[key])
+        self._accept()
         if hp["PRINT_LEVEL"] >= 2:
             print(f"SGN step {t}: loss {loss:.6g} |g| {np.linalg.norm(grad):.3g} rho {rho:.3g} "
-                  f"CG {int(cg_iters)}/{n_cg} res {float(cg_residual):.3g} alpha {alpha:.3g}"
+                  f"CG {cg_iters}/{n_cg} res {cg_residual:.3g} alpha {alpha:.3g}"
                   + (f" ratio {ratio:.3g}" if hp["TR"] else ""))
         return loss, grad, pred
 
     def _reject_step(self, what: str, loss: float, grad: np.ndarray, pred: np.ndarray):
-        self._reject(what)  # raises once the limit is reached
-        self._rho_boost *= _REJECT_RHO_FACTOR
-        if self.hyper_par["TR"]:
-            self.rho = max(self.rho, _REJECT_RHO_FLOOR) * _REJECT_RHO_FACTOR
-            self._rho_boost = 1.0
+        self._reject(what)  # raises once the limit is reached; otherwise damps the retry
         if self.hyper_par["PRINT_LEVEL"] >= 1:
             print(f"SGN: step rejected ({what} not finite); retrying with a larger rho.")
         return loss, grad, pred
@@ -598,22 +729,6 @@ class SGN(_Optimizer):
     def max_cg_iters(self) -> list:
         """CG iteration budget of each accepted step."""
         return self.history["max_cg_iters"]
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that changes a later step, as plain Python and NumPy values (copies)."""
-        return {"theta": self.theta.get_value(), "m": self._m.copy(), "step": self._t,
-                "rho": self.rho, "rho_boost": self._rho_boost, "n_rejected": self._n_rejected,
-                "hyper_par": dict(self.hyper_par), "history": {k: list(v) for k, v in self.history.items()}}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (θ included)."""
-        theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", "SGN")
-        m = check_vector(state["m"], self.n_params, self.dtype, "state['m']", "SGN")
-        self.theta.set_value(theta.copy())
-        self._m = m.copy()
-        self._t, self.rho = int(state["step"]), float(state["rho"])
-        self._rho_boost, self._n_rejected = float(state["rho_boost"]), int(state["n_rejected"])
-        self.history = {k: list(v) for k, v in state["history"].items()}
 
 
 class SGD(_Optimizer):
@@ -656,8 +771,8 @@ class SGD(_Optimizer):
                 f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
         self.hyper_par = hp
         super().__init__(X, y_hat, net, obj_fun, mode)
-        self._velocity = np.zeros(self.n_params, dtype=self.dtype)
-        self.history: dict[str, list] = {"loss": [], "lr": [], "rejected": []}
+        self.state = SGDState(velocity=np.zeros(self.n_params, dtype=self.dtype),
+                              history={"loss": [], "lr": [], "rejected": []})
         self._grad_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.grad_sym, self.pred_sym])
 
     def learning_rate(self, t: int) -> float:
@@ -669,12 +784,13 @@ class SGD(_Optimizer):
     def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
         """Take one SGD step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
         x, y = self._check(x, y)
-        t = self._t + 1
+        st = self.state
+        t = st.step + 1
         lr = self.learning_rate(t)
         loss, grad, pred = self._grad_fn(x, y)
         loss = float(loss)
         mu = self.hyper_par["MOMENTUM"]
-        velocity = (mu * self._velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None
+        velocity = (mu * st.velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None
         theta_new = self.theta.get_value() - velocity if velocity is not None else None
         if theta_new is None or not _finite(theta_new):
             self._reject("the loss, gradient or update")
@@ -682,27 +798,12 @@ class SGD(_Optimizer):
                 print("SGD: step rejected (non-finite loss, gradient or update); θ unchanged.")
             return loss, grad, pred
         self.theta.set_value(theta_new, borrow=True)
-        self._velocity = velocity
-        self._t = t
-        self.history["loss"].append(loss)
-        self.history["lr"].append(lr)
-        self.history["rejected"].append(self._n_rejected)
-        self._n_rejected = 0
+        st.velocity = velocity
+        st.step = t
+        st.history["loss"].append(loss)
+        st.history["lr"].append(lr)
+        st.history["rejected"].append(st.n_rejected)
+        self._accept()
         if self.hyper_par["PRINT_LEVEL"] >= 2:
             print(f"SGD step {t}: loss {loss:.6g} lr {lr:.3g}")
         return loss, grad, pred
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that changes a later step (copies)."""
-        return {"theta": self.theta.get_value(), "velocity": self._velocity.copy(), "step": self._t,
-                "n_rejected": self._n_rejected, "hyper_par": dict(self.hyper_par),
-                "history": {k: list(v) for k, v in self.history.items()}}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (θ included)."""
-        theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", "SGD")
-        vel = check_vector(state["velocity"], self.n_params, self.dtype, "state['velocity']", "SGD")
-        self.theta.set_value(theta.copy())
-        self._velocity = vel.copy()
-        self._t, self._n_rejected = int(state["step"]), int(state["n_rejected"])
-        self.history = {k: list(v) for k, v in state["history"].items()}

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.scan.op import Scan
 
-from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownParameterError, losses, optimizers
+from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownParameterError, losses
 from sgn.models import mlp
 from sgn.optimizers import SGD_CONSTRAINTS, SGN_CONSTRAINTS
 
@@ -210,7 +210,7 @@ def test_trust_region_ratio_with_line_search_judges_the_chosen_step(rule):
     assert min(opt.alpha) < alpha0  # the search did backtrack, so the rules were told apart
 
 
-def test_short_cg_loops_are_unrolled_and_match_the_scan(monkeypatch):
+def test_short_cg_loops_are_unrolled_and_match_the_scan():
     hp = {"MIN_CG_ITERS": 7, "MAX_CG_ITERS": 2, "K_CG": 3, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0}
     X, y, net, loss = _classifier(seed=7)
     theta_init = net.theta.get_value()
@@ -218,8 +218,7 @@ def test_short_cg_loops_are_unrolled_and_match_the_scan(monkeypatch):
     has_scan = {k: any(isinstance(n.op, Scan) for n in fn.maker.fgraph.toposort())
                 for k, fn in unrolled._step_fns.items()}
     assert has_scan == {2: False, 7: True}  # the warm-up's 7 iterations stay a scan
-    monkeypatch.setattr(optimizers, "_UNROLL_CG_MAX", 0)
-    scanned = SGN(X, y, net, loss, hp)
+    scanned = SGN(X, y, net, loss, hp, cg_unroll_max=0)
     assert all(any(isinstance(n.op, Scan) for n in fn.maker.fgraph.toposort()) for fn in scanned._step_fns.values())
     thetas = []
     for opt in (unrolled, scanned):
@@ -328,3 +327,43 @@ def test_state_dict_round_trip_gives_identical_steps():
     opt.load_state_dict(state)
     b = [opt.step(*_batch(60 + i))[0] for i in range(2)]
     assert a == b and np.array_equal(theta_a, opt.theta.get_value())
+
+
+def test_step_outputs_are_named_and_the_line_search_outcome_is_kept():
+    from sgn.optimizers import SGNStepOutputs
+    X, y, net, loss = _classifier(seed=11)
+    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 3, "TR": True, "LS": True, "ALPHA": 1.9, "PRINT_LEVEL": 0})
+    (fn,) = set(opt._step_fns.values())
+    assert len(fn.maker.fgraph.outputs) == len(SGNStepOutputs._fields)
+    for i in range(4):
+        opt.step(*_batch(60 + i))
+    h = opt.history
+    assert len(h["ls_success"]) == 4 and all(isinstance(v, bool) for v in h["ls_success"])
+    assert all(e >= 1 for e in h["ls_evals"])
+    # The state record is what state_dict serialises, field by field.
+    import dataclasses
+    state = opt.state_dict()
+    assert set(state) == {"theta", "hyper_par"} | {f.name for f in dataclasses.fields(opt.state)}
+    no_ls = SGN(X, y, net, loss, {"MAX_CG_ITERS": 3, "LS": False, "PRINT_LEVEL": 0})
+    no_ls.step(*_batch(70))
+    assert no_ls.history["ls_success"] == [None] and no_ls.history["ls_evals"] == [0]
+
+
+def test_a_state_saved_before_a_history_key_existed_loads_with_it_unknown():
+    X, y, net, loss = _classifier(seed=12)
+    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 2, "PRINT_LEVEL": 0})
+    for i in range(3):
+        opt.step(*_batch(80 + i))
+    state = opt.state_dict()
+    del state["history"]["ls_success"]  # as a 0.1.0 checkpoint has it
+    opt.load_state_dict(state)
+    assert opt.history["ls_success"] == [None, None, None]
+    opt.step(*_batch(90))
+    assert len(opt.history["ls_success"]) == 4 == len(opt.history["loss"])
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "5"])
+def test_cg_unroll_max_is_validated(bad):
+    X, y, net, loss = _classifier(seed=13)
+    with pytest.raises(InvalidParameterError, match="cg_unroll_max"):
+        SGN(X, y, net, loss, {"PRINT_LEVEL": 0}, cg_unroll_max=bad)

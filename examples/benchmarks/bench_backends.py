@@ -12,8 +12,8 @@ C backend (the default)::
     python examples/benchmarks/bench_backends.py --nets sine --backends c jax --cg 2 --warmup_cg 10
     python examples/benchmarks/bench_backends.py --nets sine boston mnist --backends c c_scan --cg 2 --warmup_cg 10
 
-``c_scan`` is the C backend with every CG loop a ``scan``: what the C backend ran before CG
-loops of up to ``sgn.optimizers._UNROLL_CG_MAX`` iterations were unrolled.
+``c_scan`` is the C backend with every CG loop a ``scan`` (``SGN(..., cg_unroll_max=0)``): what
+the C backend ran before CG loops of up to 5 iterations were unrolled.
 
 Networks: ``sine`` (MLP [20, 20, 20], 1 input, batch 1000), ``boston`` ([100, 100], 13 inputs,
 batch 101), ``mnist`` ([20, 20, 20], 784 inputs, batch 1000), ``fashion`` (``architecture_1``,
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pytensor.tensor as pt
 
-    from sgn import SGN, losses, optimizers
+    from sgn import SGN, losses
     from sgn.backends import blas_info
     from sgn.models import load_architecture, mlp, vgg
 
@@ -84,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends:
             start = time.perf_counter()
             if backend == "c_scan":
-                unroll_max, optimizers._UNROLL_CG_MAX = optimizers._UNROLL_CG_MAX, 0
-                try:
-                    opts[backend] = SGN(X, y_sym, net, loss, hp, mode="c")
-                finally:
-                    optimizers._UNROLL_CG_MAX = unroll_max
+                opts[backend] = SGN(X, y_sym, net, loss, hp, mode="c", cg_unroll_max=0)
             else:
                 opts[backend] = SGN(X, y_sym, net, loss, hp, mode=backend)
             net.theta.set_value(theta0)
