@@ -36,7 +36,7 @@ SGN_BASE = {"TR": True, "LS": True, "DAMP_RHO": 1e-4, "DAMP_RHO_MIN": 1e-6, "PRI
 
 def run(label: str, solver: str, hyper: dict, data, budget: float, seed: int, progress: bool):
     X, y = pt.matrix("X"), pt.matrix("y")
-    net = mlp(X, y, 1, 1, {"hs": [20, 20, 20]}, mode="regression", seed=seed, init="paper")
+    net = mlp(X, y, 1, 1, {"hs": [20, 20, 20]}, task="regression", seed=seed, init="paper")
     loss = losses.mean_squared_error(net.out_sym, y)
     if solver == "SGN":
         opt = SGN(X, y, net, loss, {**SGN_BASE, **hyper})

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     def build(X, y_hat):
         n_out = 10 if classification else data.y_train.shape[1]
         net = mlp(X, y_hat, data.x_train.shape[1], n_out, {"hs": args.layers},
-                  mode="classification" if classification else "regression", seed=init_seed(args), init=args.init)
+                  task="classification" if classification else "regression", seed=init_seed(args), init=args.init)
         return net, losses.default_loss(net, y_hat)
 
     result = run_experiment(args, data, build, {"model": "mlp"})

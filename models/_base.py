@@ -66,7 +66,10 @@ class FlatParameterModel:
         The symbolic input and target the model was built on.
     out_sym, y_sym, pred_sym : TensorVariable
         Output before the output nonlinearity, after it, and the prediction.
-    mode : {"classification", "regression"}
+    task : {"classification", "regression"}
+        ``mode`` is the same, under the original package's name.
+    dtype : {"float32", "float64"}
+        The dtype of θ.
     input_shape : tuple of int
         Shape of one sample (the batch axis excluded).
     output_size : int
@@ -76,12 +79,13 @@ class FlatParameterModel:
     out_sym: TensorVariable
     y_sym: TensorVariable
     pred_sym: TensorVariable
-    mode: str
+    task: str
     input_shape: tuple[int, ...]
     output_size: int
 
-    def _allocate(self, arrays: Sequence[tuple[str, np.ndarray]]) -> None:
-        floatX = pytensor.config.floatX
+    def _allocate(self, arrays: Sequence[tuple[str, np.ndarray]], dtype: str) -> None:
+        floatX = dtype
+        self.dtype = dtype
         slots, start = [], 0
         for name, value in arrays:
             size = int(np.prod(value.shape))
@@ -114,7 +118,7 @@ class FlatParameterModel:
 
     def _finish(self, out: TensorVariable) -> None:
         self.out_sym = out
-        if self.mode == "classification":
+        if self.task == "classification":
             self.y_sym = pt.special.softmax(out, axis=1)
             self.pred_sym = pt.argmax(out, axis=1)
         else:
@@ -143,7 +147,37 @@ class FlatParameterModel:
         x = np.asarray(x)
         return self._forward_fn(x.astype(self.X.dtype, copy=False))
 
+    @property
+    def mode(self) -> str:
+        """The original package's name for :attr:`task`."""
+        return self.task
+
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description of the architecture (used to check checkpoints)."""
+        # "mode" is the key checkpoints written by sgn 0.1 hold.
         return {"class": type(self).__name__, "n_params": self.n_params,
-                "slots": [[s.name, list(s.shape)] for s in self.slots], "mode": self.mode}
+                "slots": [[s.name, list(s.shape)] for s in self.slots], "mode": self.task}
+
+
+TASKS = ("classification", "regression")
+DTYPES = ("float32", "float64")
+
+
+def resolve_task(task: str | None, mode: str | None, owner: str) -> str:
+    """The model's task from ``task`` or the original package's ``mode`` (they must agree)."""
+    from sgn._validation import InvalidParameterError, Options, check_value
+    if task is not None and mode is not None and task != mode:
+        raise InvalidParameterError(
+            f"The 'task' and 'mode' parameters of {owner} name the same thing ('mode' is the original "
+            f"package's name) and must agree. Got task={task!r}, mode={mode!r}.")
+    value = task if task is not None else mode if mode is not None else "classification"
+    check_value("task" if task is not None or mode is None else "mode", value, Options(TASKS), owner)
+    return value
+
+
+def resolve_dtype(dtype: str | None, owner: str) -> str:
+    """``dtype``, or ``pytensor.config.floatX`` (read now) when None; float32 or float64."""
+    from sgn._validation import Options, check_value
+    value = pytensor.config.floatX if dtype is None else dtype
+    check_value("dtype", value, Options(DTYPES), owner)
+    return str(value)

@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 
 from sgn._validation import Interval, InvalidParameterError, Options, check_value
 
-from ._base import FlatParameterModel, check_seed, check_symbolic_input
+from ._base import FlatParameterModel, check_seed, check_symbolic_input, resolve_dtype, resolve_task
 
 __all__ = ["MLP", "mlp", "INITS", "ORIGINAL_INIT_SEED"]
 
@@ -36,9 +36,8 @@ class MLP(FlatParameterModel):
     hyper_par : dict, optional
         ``{'hs': [h1, h2, ...]}``, the hidden widths (positive ints; an empty list
         gives a linear model).  Default ``{'hs': [32]}``.  Not mutated.
-    mode : {"classification", "regression"}
-        Classification adds a softmax (``y_sym``) and an argmax (``pred_sym``);
-        regression uses the raw output for both.
+    mode : {"classification", "regression"}, optional
+        The original package's name for ``task`` (default "classification").
     seed : int or None
         Seed of the initialisation (the original package ignored it).
     init : {"glorot", "paper", "original"}
@@ -48,6 +47,11 @@ class MLP(FlatParameterModel):
         layer after layer from the legacy ``numpy.random.RandomState(seed)`` (``seed=None``
         means its fixed :data:`ORIGINAL_INIT_SEED` = 10, so every run of the paper started
         from this very θ₀).  Biases start at 0 in every case.
+    task : {"classification", "regression"}, keyword-only
+        Classification adds a softmax (``y_sym``) and an argmax (``pred_sym``);
+        regression uses the raw output for both.  Default "classification".
+    dtype : {"float32", "float64"}, keyword-only
+        The dtype of θ; default ``pytensor.config.floatX`` at the time of the call.
 
     Attributes
     ----------
@@ -73,10 +77,12 @@ class MLP(FlatParameterModel):
     """
 
     def __init__(self, X: Any, y_hat: Any, input_size: int, output_size: int,
-                 hyper_par: Mapping[str, Any] | None = None, mode: str = "classification",
-                 seed: int | None = None, init: str = "glorot") -> None:
+                 hyper_par: Mapping[str, Any] | None = None, mode: str | None = None,
+                 seed: int | None = None, init: str = "glorot", *, task: str | None = None,
+                 dtype: str | None = None) -> None:
         owner = "mlp"
-        check_value("mode", mode, Options(("classification", "regression")), owner)
+        mode = resolve_task(task, mode, owner)
+        dtype = resolve_dtype(dtype, owner)
         check_value("input_size", input_size, Interval("int", 1, None), owner)
         check_value("output_size", output_size, Interval("int", 1, None), owner)
         check_value("init", init, Options(INITS), owner)
@@ -88,7 +94,7 @@ class MLP(FlatParameterModel):
         hs = self._check_hidden(hyper_par, owner)
         rng = check_seed(seed, owner)
 
-        self.X, self.y_hat, self.mode = X, y_hat, mode
+        self.X, self.y_hat, self.task = X, y_hat, mode
         self.input_shape = (int(input_size),)
         self.output_size = int(output_size)
         self.hyper_par = {"hs": list(hs)}
@@ -107,7 +113,7 @@ class MLP(FlatParameterModel):
                 bound = np.sqrt(6.0 / (fan_in + fan_out))
                 W = rng.uniform(-bound, bound, size=(fan_in, fan_out))
             arrays += [(f"W{i}", W), (f"b{i}", np.zeros(fan_out))]
-        self._allocate(arrays)
+        self._allocate(arrays, dtype)
 
         h = X
         n_layers = len(self.units) - 1

@@ -15,7 +15,7 @@ from pytensor.tensor.variable import TensorVariable
 from sgn._validation import Interval, InvalidParameterError, Options, check_value
 from sgn.conv import conv2d_nhwc, conv_output_size, max_pool_nhwc
 
-from ._base import FlatParameterModel, check_seed, check_symbolic_input
+from ._base import FlatParameterModel, check_seed, check_symbolic_input, resolve_dtype
 
 __all__ = ["VGG", "vgg", "load_architecture", "ARCHITECTURES", "INITS"]
 
@@ -116,6 +116,8 @@ class VGG(FlatParameterModel):
         ``None`` gives the original's default nets.
     seed : int or None
         Seed of the initialisation.
+    dtype : {"float32", "float64"}, keyword-only
+        The dtype of θ; default ``pytensor.config.floatX`` at the time of the call.
     init : {"glorot", "paper"}
         ``"glorot"``: U(±sqrt(6 / (fan_in + fan_out))) with fan_in = C·k·k and
         fan_out = F·k·k for convolutions; ``"paper"``: the original package's bounds
@@ -152,8 +154,9 @@ class VGG(FlatParameterModel):
 
     def __init__(self, X: Any, y_hat: Any, input_size: Any, output_size: int,
                  conv_layers: Mapping[str, Any] | None = None, mlp_layers: Mapping[str, Any] | None = None,
-                 seed: int | None = None, init: str = "glorot") -> None:
+                 seed: int | None = None, init: str = "glorot", *, dtype: str | None = None) -> None:
         owner = "vgg"
+        dtype = resolve_dtype(dtype, owner)
         check_symbolic_input(X, "X", owner, 4, "float")
         check_symbolic_input(y_hat, "y_hat", owner, 1, "int")
         if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__") or len(input_size) != 3:
@@ -169,7 +172,7 @@ class VGG(FlatParameterModel):
         self.mlp_layers = _check_layers(mlp_spec, "mlp_layers", ("FC",))
         rng = check_seed(seed, owner)
 
-        self.X, self.y_hat, self.mode, self.init = X, y_hat, "classification", init
+        self.X, self.y_hat, self.task, self.init = X, y_hat, "classification", init
         self.input_shape = tuple(int(v) for v in input_size)
         self.output_size = int(output_size)
 
@@ -198,7 +201,7 @@ class VGG(FlatParameterModel):
                 if q > H or q > W:
                     raise InvalidParameterError(
                         f"conv_layers['layer{i}'] (POOL {q}x{q}, stride {s}) does not fit its {C}x{H}x{W} input.")
-                H, W = (H - q) // s + 1, (W - q) // s + 1
+                H, W = conv_output_size(H, q, s, 0), conv_output_size(W, q, s, 0)
             self.shapes.append((f"conv_layers['layer{i}'] {layer['type']}", (C, H, W)))
         fan_in = C * H * W
         widths = [layer["output_size"] for layer in self.mlp_layers] + [self.output_size]
@@ -210,7 +213,7 @@ class VGG(FlatParameterModel):
                        (f"{name}_b", np.zeros(fan_out))]
             self.shapes.append((name, (fan_out,)))
             fan_in = fan_out
-        self._allocate(arrays)
+        self._allocate(arrays, dtype)
         self._build()
 
     def _build(self) -> None:
@@ -233,13 +236,10 @@ class VGG(FlatParameterModel):
                 h = conv2d_nhwc(h, self.param(f"conv{n_conv}_W"), None, stride=s, padding=p, kernel=(k, k))
                 pending = [_bias(self.param(f"conv{n_conv}_b"))]
                 n_conv += 1
-                C, H, W = layer["num_filters"], conv_output_size(H, k, s, p), conv_output_size(W, k, s, p)
             elif layer["type"] == "ACT":
                 pending.append(_activation_fn(layer["activation"]))
-            else:
-                q, s = layer["pool_size"], layer["stride"]
-                h = max_pool_nhwc(h, q, s)
-                H, W = (H - q) // s + 1, (W - q) // s + 1
+            else:  # the geometry was checked, layer by layer, in __init__'s walk (self.shapes)
+                h = max_pool_nhwc(h, layer["pool_size"], layer["stride"])
         h = _apply_all(pending, h)
         h = h.dimshuffle(0, 3, 1, 2).flatten(2)  # (C, H, W) order, as the original's flatten
         for j, layer in enumerate(self.mlp_layers):

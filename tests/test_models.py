@@ -1,6 +1,7 @@
 """The mlp model: θ layout, forward pass against NumPy, initialisation and argument checks."""
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import pytest
 
@@ -89,6 +90,9 @@ def test_callers_dict_is_not_mutated():
     ({"hyper_par": {"hidden": [3]}}, "Unknown key"),
     ({"hyper_par": {"hs": "20"}}, "list of positive ints"),
     ({"mode": "ranking"}, "'mode' parameter of mlp must be a str among"),
+    ({"task": "ranking"}, "'task' parameter of mlp must be a str among"),
+    ({"task": "regression", "mode": "classification"}, "must agree"),
+    ({"dtype": "float16"}, "'dtype' parameter of mlp"),
     ({"init": "xavier"}, "'init' parameter of mlp"),
     ({"seed": -1}, "'seed' parameter of mlp"),
     ({"seed": 1.5}, "'seed' parameter of mlp"),
@@ -111,3 +115,19 @@ def test_symbolic_inputs_are_checked():
         mlp(pt.matrix(), pt.ivector(), 3, 2, mode="regression")
     with pytest.raises(InvalidParameterError, match="symbolic PyTensor tensor"):
         mlp(np.zeros((2, 3)), pt.ivector(), 3, 2)
+
+
+def test_models_take_dtype_and_task_instead_of_globals():
+    X, yc, yr = pt.matrix("X"), pt.ivector("y"), pt.matrix("y")
+    with pytensor.config.change_flags(floatX="float64"):
+        net32 = mlp(X, yc, 3, 2, {"hs": [4]}, seed=0, dtype="float32")
+        default = mlp(X, yc, 3, 2, {"hs": [4]}, seed=0)
+    assert net32.theta.dtype == "float32" and net32.dtype == "float32" and default.theta.dtype == "float64"
+    np.testing.assert_allclose(net32.theta.get_value(), default.theta.get_value(), rtol=1e-6)
+    reg = mlp(X, yr, 3, 1, {"hs": [4]}, task="regression", seed=0)
+    old = mlp(X, yr, 3, 1, {"hs": [4]}, mode="regression", seed=0)  # the original package's name
+    assert reg.task == reg.mode == old.task == "regression" and reg.describe() == old.describe()
+    from sgn.models import load_architecture, vgg
+    a = load_architecture("architecture_1")
+    conv = vgg(pt.tensor4("X"), yc, (1, 28, 28), 10, a["conv_layers"], a["mlp_layers"], seed=0, dtype="float32")
+    assert conv.theta.dtype == "float32" and conv.task == "classification"

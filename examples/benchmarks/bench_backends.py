@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                       mlp_layers=arch["mlp_layers"], seed=0)
         else:
             net = mlp(X, y_sym, input_size=shape[0], output_size=n_out, hyper_par={"hs": layers}, seed=0,
-                      mode="classification" if classify else "regression")
+                      task="classification" if classify else "regression")
         loss = (losses.softmax_cross_entropy(net.out_sym, y_sym) if classify
                 else losses.mean_squared_error(net.out_sym, y_sym))
         theta0 = net.theta.get_value().copy()
