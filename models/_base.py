@@ -152,6 +152,20 @@ class FlatParameterModel:
         """The original package's name for :attr:`task`."""
         return self.task
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The prediction ``pred_sym`` on a NumPy batch (no labels needed): ``forward(x)[2]``.
+
+        Parameters
+        ----------
+        x : ndarray of shape (B, ...)
+
+        Returns
+        -------
+        ndarray
+            (B,) class indices for classification, (B, d_out) for regression.
+        """
+        return self.forward(x)[2]
+
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description of the architecture (used to check checkpoints)."""
         # "mode" is the key checkpoints written by sgn 0.1 hold.

@@ -24,13 +24,14 @@ def _check_finite(arr: np.ndarray, name: str, owner: str) -> None:
             f"{tuple(int(i) for i in bad[0])}; clean or impute the data before training.")
 
 
-def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str) -> tuple[np.ndarray, np.ndarray]:
+def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,
+                output_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Validate a mini-batch and cast it to the dtypes of the symbolic inputs.
 
     Parameters
     ----------
     net : model
-        Provides ``mode`` and, when present, ``input_shape`` and ``output_size``.
+        Provides, when present, ``input_shape``.
     X, y_hat : TensorVariable
         The symbolic input and target the optimizer was built on.
     x : array_like of shape (B, *input_shape), real
@@ -40,6 +41,9 @@ def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str) -> tup
         Regression: shape (B, output_size), real.
     owner : str
         Name used in error messages.
+    output_size : int, optional
+        The number of classes (or regression outputs), when known.  Class labels must
+        be non-negative in any case.
 
     Returns
     -------
@@ -73,11 +77,15 @@ def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str) -> tup
         raise ValueError(f"{owner}: x and y have different batch sizes ({x.shape[0]} and {y.shape[0]}).")
     _check_finite(x, "x", owner)
     _check_finite(y, "y", owner)
-    output_size = getattr(net, "output_size", None)
     if str(y_hat.dtype).startswith(("int", "uint")):
         if y.dtype.kind not in "iu":
             raise TypeError(f"{owner}: class labels y must be integers; got dtype {y.dtype}.")
-        if output_size is not None and y.size and (y.min() < 0 or y.max() >= output_size):
+        if y.size and y.min() < 0:
+            # A negative index would silently pick a class from the end of the output.
+            raise ValueError(f"{owner}: class labels must be non-negative"
+                             + (f" and below {output_size}" if output_size is not None else "")
+                             + f"; got values in [{int(y.min())}, {int(y.max())}].")
+        if output_size is not None and y.size and y.max() >= output_size:
             raise ValueError(f"{owner}: class labels must lie in [0, {output_size - 1}]; got values in "
                              f"[{int(y.min())}, {int(y.max())}].")
     elif output_size is not None and y.ndim == 2 and y.shape[1] != output_size:

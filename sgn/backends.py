@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["resolve_mode", "has_conv_ops", "is_jax", "configure_blas", "blas_info"]
+__all__ = ["resolve_mode", "has_conv_ops", "is_jax", "configure_blas", "blas_info", "BACKENDS"]
 
 # Every Fortran BLAS routine PyTensor's C code declares (pytensor/tensor/blas_headers.py, blas_c.py).
 _BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "scal", "copy", "swap", "symv", "syrk", "trsm")
@@ -141,13 +141,38 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
             # fast_run plus the merge pass that PyTensor's scan rewrites leave undone (sgn.rewrites).
             return base.including(MERGE_DUPLICATES_TAG)
         if key == "jax":
+            try:
+                import jax  # noqa: F401
+            except ImportError:
+                from ._validation import InvalidParameterError
+                raise InvalidParameterError(
+                    "mode='jax' needs JAX, which is not installed: pip install 'sgn[jax]' (or a CUDA "
+                    "build of jaxlib for a GPU), or use mode='c' (the default) or 'numba'.") from None
             from . import _jax_ops
             _jax_ops.register()  # the convolution Ops' JAX implementations
             return "JAX"
+        _check_mode_name(mode)
     elif getattr(mode, "linker", None) is not None and "numba" in type(mode.linker).__name__.lower():
         from .conv import register_numba
         register_numba()  # a Numba Mode of the user's own
     return mode
+
+
+#: The backend names :func:`resolve_mode` knows; PyTensor's own mode names are passed through.
+BACKENDS = ("c", "numba", "jax")
+
+
+def _check_mode_name(name: str) -> None:
+    """A string mode must be one of ours or one PyTensor knows; say which ones otherwise."""
+    from pytensor.compile.mode import get_mode
+
+    try:
+        get_mode(name)
+    except Exception:
+        from ._validation import InvalidParameterError
+        raise InvalidParameterError(
+            f"Unknown backend mode={name!r}: use one of {', '.join(map(repr, BACKENDS))} (None: 'c'), a "
+            f"PyTensor mode name such as 'FAST_RUN' or 'FAST_COMPILE', or a pytensor Mode object.") from None
 
 
 def is_jax(mode: Any) -> bool:
