@@ -80,13 +80,13 @@ def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,
     if str(y_hat.dtype).startswith(("int", "uint")):
         if y.dtype.kind not in "iu":
             raise TypeError(f"{owner}: class labels y must be integers; got dtype {y.dtype}.")
-        if y.size and y.min() < 0:
-            # A negative index would silently pick a class from the end of the output.
-            raise ValueError(f"{owner}: class labels must be non-negative"
-                             + (f" and below {output_size}" if output_size is not None else "")
-                             + f"; got values in [{int(y.min())}, {int(y.max())}].")
-        if output_size is not None and y.size and y.max() >= output_size:
+        # A negative label would silently index a class from the end of the output: refused for
+        # every model, even one that does not say how many classes it has.
+        if output_size is not None and y.size and (y.min() < 0 or y.max() >= output_size):
             raise ValueError(f"{owner}: class labels must lie in [0, {output_size - 1}]; got values in "
+                             f"[{int(y.min())}, {int(y.max())}].")
+        if y.size and y.min() < 0:
+            raise ValueError(f"{owner}: class labels must be non-negative; got values in "
                              f"[{int(y.min())}, {int(y.max())}].")
     elif output_size is not None and y.ndim == 2 and y.shape[1] != output_size:
         raise ValueError(f"{owner}: y must have shape (n_samples, {output_size}); got {y.shape}.")
