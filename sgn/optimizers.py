@@ -37,7 +37,7 @@ from .retry import attempt_rho, next_attempt
 from .schedules import scheduled_value
 
 __all__ = ["SGN", "SGD", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS", "SGNState", "SGDState",
-           "SGNStepOutputs", "CG_UNROLL_MAX"]
+           "SGNStepOutputs", "SGDStepOutputs", "CG_UNROLL_MAX"]
 
 
 class NonFiniteStepError(FloatingPointError):
@@ -125,6 +125,14 @@ class SGNStepOutputs(NamedTuple):
     delta_a_delta: np.ndarray  #: scalar Δᵀ(G + ρI)Δ, from CG's final residual
     cg_iters: np.ndarray       #: CG iterations run
     cg_residual: np.ndarray    #: max |r| of CG's final residual
+
+
+class SGDStepOutputs(NamedTuple):
+    """What SGD's compiled function returns for one mini-batch, before the update."""
+
+    loss: np.ndarray  #: scalar, the mini-batch loss
+    grad: np.ndarray  #: (n_params,), the mini-batch gradient
+    pred: np.ndarray  #: the model's ``pred_sym`` on the batch
 
 
 @dataclasses.dataclass
@@ -259,6 +267,19 @@ class _Optimizer:
             return _FirstCallTimed(fn, self)
         return fn
 
+    def _run(self, fn: Any, *args: Any) -> Any:
+        """Call a compiled function of the batch; nothing has changed yet if it fails."""
+        try:
+            return fn(*args)
+        except IndexError as exc:
+            if self.output_size is not None or not str(self.y_hat.dtype).startswith(("int", "uint")):
+                raise
+            # A model that does not declare its class count: the label check happens here.
+            raise ValueError(
+                f"{self._name}: a class label is beyond the model's outputs ({exc}). Labels must lie in "
+                f"[0, n_outputs); give the model an output_size (e.g. sgn.models.flatten(..., output_size=K)) "
+                f"so that labels are checked before anything runs.") from None
+
     def _check(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         return check_batch(self.net, self.X, self.y_hat, x, y, self._name, self.output_size)
 
@@ -279,7 +300,7 @@ class _Optimizer:
         x, y = self._check(x, y)
         if self._cost_fn is None:
             self._cost_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.pred_sym])
-        loss, pred = self._cost_fn(x, y)
+        loss, pred = self._run(self._cost_fn, x, y)
         return float(loss), pred
 
     def gn_vector_product(self, x: Any, y: Any, v: Any) -> np.ndarray:
@@ -301,7 +322,7 @@ class _Optimizer:
             v_sym = pt.vector("v", dtype=self.dtype)
             gv = gauss_newton_product(self.net.out_sym, self.theta, self.obj_fun, v_sym)
             self._gnvp_fn = self._function([self.X, self.y_hat, v_sym], gv)
-        return np.asarray(self._gnvp_fn(x, y, v))
+        return np.asarray(self._run(self._gnvp_fn, x, y, v))
 
     @property
     def tot_iter(self) -> int:
@@ -688,7 +709,7 @@ class SGN(_Optimizer):
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
-        out = SGNStepOutputs(*self._step_fns[n_cg](x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
+        out = SGNStepOutputs(*self._run(self._step_fns[n_cg], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
                                                    np.asarray(beta, dt), np.asarray(bias, dt)))
         loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
         g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)
@@ -803,7 +824,8 @@ class SGD(_Optimizer):
         super().__init__(X, y_hat, net, obj_fun, mode)
         self.state = SGDState(velocity=np.zeros(self.n_params, dtype=self.dtype),
                               history={"loss": [], "lr": [], "rejected": []})
-        self._grad_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.grad_sym, self.pred_sym])
+        self._grad_fn = self._function([self.X, self.y_hat],
+                                       list(SGDStepOutputs(self.obj_fun, self.grad_sym, self.pred_sym)))
 
     def learning_rate(self, t: int) -> float:
         """Learning rate of the 1-based step ``t``."""
@@ -817,7 +839,8 @@ class SGD(_Optimizer):
         st = self.state
         t = st.step + 1
         lr = self.learning_rate(t)
-        loss, grad, pred = self._grad_fn(x, y)
+        out = SGDStepOutputs(*self._run(self._grad_fn, x, y))
+        loss, grad, pred = out.loss, out.grad, out.pred
         loss = float(loss)
         mu = self.hyper_par["MOMENTUM"]
         velocity = (mu * st.velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None

@@ -138,6 +138,8 @@ def test_labels_are_checked_for_every_model():
     theta0 = net.theta.get_value().copy()
     with pytest.raises(ValueError, match="class labels must be non-negative"):
         opt.step(x, np.where(yb == 0, -1, yb).astype("int32"))
+    with pytest.raises(ValueError, match="class label is beyond the model's outputs.*output_size"):
+        opt.step(x, np.full(len(x), 42, dtype="int32"))  # no class count declared: caught where it fails
     explicit = flatten(out, params, output_size=3)
     opt = SGD(X, y, explicit, losses.softmax_cross_entropy(explicit.out_sym, y), {"PRINT_LEVEL": 0})
     with pytest.raises(ValueError, match=r"class labels must lie in \[0, 2\]"):
