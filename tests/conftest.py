@@ -22,6 +22,18 @@ from sgn import losses
 from sgn.models import mlp
 
 
+def softmax_cross_entropy_hessian(logits: np.ndarray) -> np.ndarray:
+    """∂²L/∂z² of the mean softmax cross-entropy at ``logits`` (B, d), by hand: block diagonal,
+    (diag(s) - s sᵀ) / B per sample, with s the softmax."""
+    s = np.exp(logits - logits.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    B, d = logits.shape
+    H = np.zeros((B * d, B * d))
+    for i in range(B):
+        H[i * d:(i + 1) * d, i * d:(i + 1) * d] = (np.diag(s[i]) - np.outer(s[i], s[i])) / B
+    return H
+
+
 class TinyProblem:
     """A tiny MLP, its loss, a batch, and dense references for J, H and G = Jᵀ H J."""
 
@@ -57,12 +69,7 @@ class TinyProblem:
         B, d = self.batch, self.n_out
         out = self.net.forward(self.xb)[0]
         if self.kind == "classification":
-            s = np.exp(out - out.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-            H = np.zeros((B * d, B * d))
-            for i in range(B):
-                H[i * d:(i + 1) * d, i * d:(i + 1) * d] = (np.diag(s[i]) - np.outer(s[i], s[i])) / B
-            return H
+            return softmax_cross_entropy_hessian(out)
         return 2.0 / (B * d) * np.eye(B * d)
 
     def dense_gauss_newton(self) -> np.ndarray:

@@ -4,6 +4,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from conftest import softmax_cross_entropy_hessian
 
 from sgn import SGD, SGN, InvalidParameterError, losses
 from sgn.models import FlattenedModel, Model, flatten, mlp
@@ -54,13 +55,7 @@ def test_gauss_newton_product_of_a_flattened_network_matches_a_dense_jacobian():
     flat_out = out.flatten()
     J = np.concatenate([pytensor.function([X], pytensor.gradient.jacobian(flat_out, p), mode="FAST_COMPILE")(x)
                         .reshape(flat_out.shape.eval({X: x})[0], -1) for p in params], axis=1)
-    logits = pytensor.function([X], out)(x)
-    s = np.exp(logits - logits.max(axis=1, keepdims=True))
-    s /= s.sum(axis=1, keepdims=True)
-    B, d = logits.shape
-    H = np.zeros((B * d, B * d))
-    for i in range(B):
-        H[i * d:(i + 1) * d, i * d:(i + 1) * d] = (np.diag(s[i]) - np.outer(s[i], s[i])) / B
+    H = softmax_cross_entropy_hessian(pytensor.function([X], out)(x))
     G = J.T @ H @ J
     v = np.random.default_rng(4).normal(size=net.n_params)
     gv = opt.gn_vector_product(x, yb, v)

@@ -5,6 +5,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from conftest import softmax_cross_entropy_hessian
 
 from sgn import SGN, InvalidParameterError, losses
 from sgn.datasets import load_mnist
@@ -69,13 +70,7 @@ def test_gn_vector_product_matches_dense_jacobian(tiny_vgg):
     loss = losses.softmax_cross_entropy(net.out_sym, net.y_hat)
     opt = SGN(net.X, net.y_hat, net, loss, {"PRINT_LEVEL": 0})
     J = pytensor.function([net.X], pytensor.gradient.jacobian(net.out_sym.flatten(), net.theta))(xb)
-    out = net.forward(xb)[0]
-    s = np.exp(out - out.max(1, keepdims=True))
-    s /= s.sum(1, keepdims=True)
-    B, d = out.shape
-    H = np.zeros((B * d, B * d))
-    for i in range(B):
-        H[i * d:(i + 1) * d, i * d:(i + 1) * d] = (np.diag(s[i]) - np.outer(s[i], s[i])) / B
+    H = softmax_cross_entropy_hessian(net.forward(xb)[0])
     G = J.T @ H @ J
     v = np.random.default_rng(1).normal(size=net.n_params)
     gv = opt.gn_vector_product(xb, yb, v)
