@@ -127,16 +127,3 @@ def test_import_sgn_changes_no_pytensor_setting_or_backend_rule():
     import json
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["changed"] == {} and result["rules_same"], result
-
-
-def test_a_users_flags_win_over_the_bundled_blas():
-    # A user's own PyTensor flags (here: an explicit BLAS) are kept when sgn compiles.
-    code = ("import pytensor, sgn; from sgn.models import mlp; import pytensor.tensor as pt; "
-            "mlp(pt.matrix('X'), pt.ivector('y'), 3, 2, {'hs': [4]}, seed=0).forward([[0.0, 1.0, 2.0]]); "
-            "print(sgn.backends.blas_info()['source']); print(pytensor.config.blas__ldflags)")
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "SGN_BUNDLED_BLAS")}
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code],
-                          env={**base, "PYTENSOR_FLAGS": "blas__ldflags=-lfoo_not_used"}, capture_output=True,
-                          text=True, timeout=300)
-    lines = proc.stdout.splitlines()
-    assert lines[:2] == ["user (blas__ldflags)", "-lfoo_not_used"] or "foo_not_used" in proc.stderr, proc.stderr

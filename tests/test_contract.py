@@ -49,17 +49,29 @@ def test_gauss_newton_product_of_a_flattened_network_matches_a_dense_jacobian():
     y = pt.ivector("y")
     net = flatten(out, params, task="classification")
     loss = losses.softmax_cross_entropy(net.out_sym, y)
-    opt = SGN(X, y, net, loss, {"PRINT_LEVEL": 0})
+    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 1, "PRINT_LEVEL": 0})
     x, yb = _data(seed=3, n=7)
-    # Independent reference: J from the user's original graph, parameter by parameter.
-    flat_out = out.flatten()
-    J = np.concatenate([pytensor.function([X], pytensor.gradient.jacobian(flat_out, p), mode="FAST_COMPILE")(x)
-                        .reshape(flat_out.shape.eval({X: x})[0], -1) for p in params], axis=1)
-    H = softmax_cross_entropy_hessian(pytensor.function([X], out)(x))
+    # Independent reference: J of the user's original graph by central differences in its own
+    # shared variables (no automatic differentiation, no flattening), then G = Jᵀ H J.
+    f = pytensor.function([X], out)
+    columns = []
+    for p in params:
+        value = p.get_value()
+        for k in range(value.size):
+            e = np.zeros(value.size)
+            e[k] = 1e-6
+            p.set_value(value + e.reshape(value.shape))
+            up = f(x).ravel()
+            p.set_value(value - e.reshape(value.shape))
+            down = f(x).ravel()
+            p.set_value(value)
+            columns.append((up - down) / 2e-6)
+    J = np.stack(columns, axis=1)
+    H = softmax_cross_entropy_hessian(f(x))
     G = J.T @ H @ J
     v = np.random.default_rng(4).normal(size=net.n_params)
     gv = opt.gn_vector_product(x, yb, v)
-    assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-9
+    assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-7
 
 
 def test_sgn_trains_a_flattened_network_and_writes_back():
@@ -67,7 +79,7 @@ def test_sgn_trains_a_flattened_network_and_writes_back():
     y = pt.ivector("y")
     net = flatten(out, params, task="classification")
     loss = losses.softmax_cross_entropy(net.out_sym, y)
-    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 5, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0})
+    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 3, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0})
     x, yb = _data(seed=6, n=60)
     before = opt.cost(x, yb)[0]
     W1_before = params[0].get_value().copy()
