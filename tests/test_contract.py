@@ -30,68 +30,80 @@ def _data(seed=1, n=40):
     return x, y
 
 
-def test_flatten_makes_one_theta_in_param_order_and_the_same_function():
-    X, params, out = _user_network()
-    net = flatten(out, params, task="classification")
+class _Flattened:
+    """One user network, its flattened model and one SGN on it, shared by the tests below
+    (each compile costs seconds with a cold cache)."""
+
+    def __init__(self):
+        self.X, self.params, self.out = _user_network(seed=5)
+        self.y = pt.ivector("y")
+        self.net = flatten(self.out, self.params, task="classification")
+        self.loss = losses.softmax_cross_entropy(self.net.out_sym, self.y)
+        self.opt = SGN(self.X, self.y, self.net, self.loss,
+                       {"MAX_CG_ITERS": 3, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0})
+        self.user_fn = pytensor.function([self.X], self.out)  # the user's own graph and variables
+
+
+@pytest.fixture(scope="module")
+def flattened():
+    return _Flattened()
+
+
+def test_flatten_makes_one_theta_in_param_order_and_the_same_function(flattened):
+    f = flattened
+    net, params = f.net, f.params
     assert isinstance(net, Model) and isinstance(net, FlattenedModel)
+    # θ is the concatenation of the parameters, in the given order, each raveled in C order.
+    fresh = flatten(f.out, params)
     expected = np.concatenate([p.get_value().ravel(order="C") for p in params])
-    np.testing.assert_array_equal(net.theta.get_value(), expected)
-    assert [s.name for s in net.slots] == ["W1", "b1", "W2", "W3"]
+    np.testing.assert_array_equal(fresh.theta.get_value(), expected)
+    assert [s.name for s in net.slots] == ["W1", "b1", "W2", "W3"] and net.n_params == expected.size == 84
     assert net.output_size is None  # pytensor.shared gives W3 no static shape: the width is unknown
     x, _ = _data()
-    reference = pytensor.function([X], out)(x)  # the user's own graph on the user's own variables
+    net.write_back()  # the user's variables and θ agree, whatever the other tests did to θ
+    reference = f.user_fn(x)
     np.testing.assert_allclose(net.forward(x)[0], reference, rtol=1e-12)
     np.testing.assert_array_equal(net.predict(x), reference.argmax(axis=1))
 
 
-def test_gauss_newton_product_of_a_flattened_network_matches_a_dense_jacobian():
-    X, params, out = _user_network(seed=2)
-    y = pt.ivector("y")
-    net = flatten(out, params, task="classification")
-    loss = losses.softmax_cross_entropy(net.out_sym, y)
-    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 1, "PRINT_LEVEL": 0})
+def test_gauss_newton_product_of_a_flattened_network_matches_a_dense_jacobian(flattened):
+    f = flattened
+    f.net.write_back()
     x, yb = _data(seed=3, n=7)
     # Independent reference: J of the user's original graph by central differences in its own
     # shared variables (no automatic differentiation, no flattening), then G = Jᵀ H J.
-    f = pytensor.function([X], out)
     columns = []
-    for p in params:
+    for p in f.params:
         value = p.get_value()
         for k in range(value.size):
             e = np.zeros(value.size)
             e[k] = 1e-6
             p.set_value(value + e.reshape(value.shape))
-            up = f(x).ravel()
+            up = f.user_fn(x).ravel()
             p.set_value(value - e.reshape(value.shape))
-            down = f(x).ravel()
+            down = f.user_fn(x).ravel()
             p.set_value(value)
             columns.append((up - down) / 2e-6)
     J = np.stack(columns, axis=1)
-    H = softmax_cross_entropy_hessian(f(x))
-    G = J.T @ H @ J
-    v = np.random.default_rng(4).normal(size=net.n_params)
-    gv = opt.gn_vector_product(x, yb, v)
+    G = J.T @ softmax_cross_entropy_hessian(f.user_fn(x)) @ J
+    v = np.random.default_rng(4).normal(size=f.net.n_params)
+    gv = f.opt.gn_vector_product(x, yb, v)
     assert np.linalg.norm(gv - G @ v) / np.linalg.norm(G @ v) < 1e-7
 
 
-def test_sgn_trains_a_flattened_network_and_writes_back():
-    X, params, out = _user_network(seed=5)
-    y = pt.ivector("y")
-    net = flatten(out, params, task="classification")
-    loss = losses.softmax_cross_entropy(net.out_sym, y)
-    opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 3, "TR": True, "DAMP_RHO": 1e-3, "PRINT_LEVEL": 0})
+def test_sgn_trains_a_flattened_network_and_writes_back(flattened):
+    f = flattened
+    f.net.write_back()
     x, yb = _data(seed=6, n=60)
-    before = opt.cost(x, yb)[0]
-    W1_before = params[0].get_value().copy()
+    before = f.opt.cost(x, yb)[0]
+    W1_before = f.params[0].get_value().copy()
     for _ in range(15):
-        opt.step(x, yb)
-    after = opt.cost(x, yb)[0]
-    assert after < 0.5 * before
-    np.testing.assert_array_equal(params[0].get_value(), W1_before)  # untouched until write_back
-    net.write_back()
-    user_logits = pytensor.function([X], out)(x)
-    np.testing.assert_allclose(user_logits, net.forward(x)[0], rtol=1e-12)
-    assert not np.allclose(params[0].get_value(), W1_before)
+        f.opt.step(x, yb)
+    assert f.opt.cost(x, yb)[0] < 0.5 * before
+    np.testing.assert_array_equal(f.params[0].get_value(), W1_before)  # untouched until write_back
+    f.net.write_back()
+    np.testing.assert_allclose(f.user_fn(x), f.net.forward(x)[0], rtol=1e-12)
+    assert not np.allclose(f.params[0].get_value(), W1_before)
 
 
 def test_flatten_refuses_what_it_cannot_flatten():
