@@ -179,6 +179,8 @@ def test_trust_region_follows_the_hand_rule():
         assert opt.history["ratio"][-1] == pytest.approx(ratio, rel=1e-6)
         expected = rho * 1.5 if ratio < 0.25 else (max(rho * 2 / 3, 1e-6) if ratio > 0.75 else rho)
         assert opt.rho == pytest.approx(expected)
+    # Without a line search there is no outcome to keep: None, and no loss evaluations.
+    assert opt.history["ls_success"] == [None] * 8 and opt.history["ls_evals"] == [0] * 8
 
 
 @pytest.mark.parametrize("rule", ["trial", "accepted"])
