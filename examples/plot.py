@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -99,22 +100,10 @@ def curves(runs: Runs, axis: str, key: str, n: int = 200) -> dict:
         ends = [r["timeline"][-1][axis] for r in results]
         grid = np.linspace(0, min(ends), n)
         vals = np.array([[value_at(r["timeline"], axis, t, key) for t in grid] for r in results], dtype=float)
-        with np.errstate(all="ignore"), _quiet():
+        with warnings.catch_warnings():  # an all-NaN column: a diverged seed's missing values
+            warnings.simplefilter("ignore", RuntimeWarning)
             out[cfg] = (grid, np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0))
     return out
-
-
-class _quiet:
-    """Silence NumPy's all-NaN-slice warnings (a diverged seed's missing values)."""
-
-    def __enter__(self):
-        import warnings
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def plot(runs: Runs, key: str, axis: str, path: str, title: str, log: bool) -> None:

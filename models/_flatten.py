@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.variable import TensorVariable
 
 from sgn._validation import InvalidParameterError
@@ -60,7 +61,7 @@ class FlattenedModel(FlatParameterModel):
         if len(dtypes) != 1 or not dtypes[0].startswith("float"):
             raise InvalidParameterError(
                 f"The parameters given to {owner} must share one float dtype; got {', '.join(dtypes)}.")
-        used = {id(v) for v in _all_inputs(out_sym)}
+        used = {id(v) for v in graph_inputs([out_sym])}
         unused = [p.name or f"params[{i}]" for i, p in enumerate(params) if id(p) not in used]
         if unused:
             raise InvalidParameterError(f"out_sym does not depend on {', '.join(unused)} (given to {owner}).")
@@ -95,11 +96,6 @@ class FlattenedModel(FlatParameterModel):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "output_size": self.output_size}
-
-
-def _all_inputs(var: TensorVariable) -> list[Any]:
-    from pytensor.graph.traversal import graph_inputs
-    return list(graph_inputs([var]))
 
 
 def flatten(out_sym: TensorVariable, params: Sequence[Any], pred_sym: TensorVariable | None = None, *,

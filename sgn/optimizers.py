@@ -428,11 +428,16 @@ class _Optimizer:
         self.load_state_dict({**meta, **arrays, "hyper_par": self.hyper_par})
         return dict(meta.get("extra", {})), extra_arrays
 
-    def _reject(self, what: str) -> None:
-        """Count a rejected attempt and damp the retry (:func:`sgn.retry.next_attempt`); raise at the limit."""
+    def _after_attempt(self, accepted: bool, what: str = "") -> None:
+        """Apply the retry policy (:func:`sgn.retry.next_attempt`) to the state after an attempt.
+
+        A rejection counts, damps the retry and, at ``MAX_REJECTED_STEPS`` in a row, raises
+        :class:`NonFiniteStepError` (``what`` says which value was not finite); an accepted step
+        clears the retry.  SGD's state has no ρ: only its count changes.
+        """
         st = self.state
-        rho = getattr(st, "rho", 0.0)
-        retry = next_attempt(False, rho, getattr(st, "rho_boost", 1.0), st.n_rejected,
+        damped = hasattr(st, "rho_boost")
+        retry = next_attempt(accepted, st.rho if damped else 0.0, st.rho_boost if damped else 1.0, st.n_rejected,
                              trust_region=bool(self.hyper_par.get("TR", False)),
                              max_rejected=self.hyper_par["MAX_REJECTED_STEPS"])
         st.n_rejected = retry.n_rejected
@@ -441,18 +446,8 @@ class _Optimizer:
                 f"{self._name}: {st.n_rejected} consecutive steps were rejected because {what} was "
                 f"not finite; θ still holds the last good values. Try a smaller step "
                 f"({self._advice}), rescale the inputs and targets, or use floatX='float64'.")
-        if hasattr(st, "rho_boost"):
+        if damped:
             st.rho, st.rho_boost = retry.rho, retry.rho_boost
-
-    def _accept(self) -> None:
-        """Reset the retry state after an accepted step (:func:`sgn.retry.next_attempt`)."""
-        st = self.state
-        retry = next_attempt(True, getattr(st, "rho", 0.0), getattr(st, "rho_boost", 1.0), st.n_rejected,
-                             trust_region=bool(self.hyper_par.get("TR", False)),
-                             max_rejected=self.hyper_par["MAX_REJECTED_STEPS"])
-        st.n_rejected = retry.n_rejected
-        if hasattr(st, "rho_boost"):
-            st.rho_boost = retry.rho_boost
 
 
 class SGN(_Optimizer):
@@ -752,7 +747,7 @@ class SGN(_Optimizer):
                   "rejected": st.n_rejected}
         for key in _SGN_HISTORY:
             st.history[key].append(record[key])
-        self._accept()
+        self._after_attempt(True)
         if hp["PRINT_LEVEL"] >= 2:
             print(f"SGN step {t}: loss {loss:.6g} |g| {np.linalg.norm(grad):.3g} rho {rho:.3g} "
                   f"CG {cg_iters}/{n_cg} res {cg_residual:.3g} alpha {alpha:.3g}"
@@ -760,7 +755,7 @@ class SGN(_Optimizer):
         return loss, grad, pred
 
     def _reject_step(self, what: str, loss: float, grad: np.ndarray, pred: np.ndarray):
-        self._reject(what)  # raises once the limit is reached; otherwise damps the retry
+        self._after_attempt(False, what)  # raises once the limit is reached; otherwise damps the retry
         if self.hyper_par["PRINT_LEVEL"] >= 1:
             print(f"SGN: step rejected ({what} not finite); retrying with a larger rho.")
         return loss, grad, pred
@@ -846,7 +841,7 @@ class SGD(_Optimizer):
         velocity = (mu * st.velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None
         theta_new = self.theta.get_value() - velocity if velocity is not None else None
         if theta_new is None or not _finite(theta_new):
-            self._reject("the loss, gradient or update")
+            self._after_attempt(False, "the loss, gradient or update")
             if self.hyper_par["PRINT_LEVEL"] >= 1:
                 print("SGD: step rejected (non-finite loss, gradient or update); θ unchanged.")
             return loss, grad, pred
@@ -856,7 +851,7 @@ class SGD(_Optimizer):
         st.history["loss"].append(loss)
         st.history["lr"].append(lr)
         st.history["rejected"].append(st.n_rejected)
-        self._accept()
+        self._after_attempt(True)
         if self.hyper_par["PRINT_LEVEL"] >= 2:
             print(f"SGD step {t}: loss {loss:.6g} lr {lr:.3g}")
         return loss, grad, pred
