@@ -116,6 +116,22 @@ class FlatParameterModel:
         slot = self._slot_by_name[name]
         return self.theta.get_value()[slot.start:slot.stop].reshape(slot.shape)
 
+    def decay_mask(self) -> np.ndarray:
+        """Which coordinates of θ weight decay acts on: 1 for weights, 0 for biases.
+
+        A weight is a parameter array of two or more axes (a dense matrix, a convolution
+        kernel); a bias is a vector.  scikit-learn's ``alpha`` penalises the same ones.
+
+        Returns
+        -------
+        ndarray of shape (n_params,), dtype of θ
+        """
+        mask = np.zeros(self.n_params, dtype=self.dtype)
+        for slot in self.slots:
+            if len(slot.shape) >= 2:
+                mask[slot.start:slot.stop] = 1
+        return mask
+
     def _finish(self, out: TensorVariable) -> None:
         self.out_sym = out
         if self.task == "classification":

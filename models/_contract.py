@@ -37,6 +37,9 @@ class Model(Protocol):
         ``[0, output_size)`` are refused before anything runs.
     ``describe()``
         A JSON-able description of the architecture, saved in checkpoints and compared on load.
+    ``decay_mask()``
+        An (n_params,) array of 0 and 1: the coordinates ``WEIGHT_DECAY`` acts on (weights,
+        not biases).  Without it, weight decay acts on every coordinate of θ.
 
     :func:`sgn.models.mlp`, :func:`sgn.models.vgg` and :func:`sgn.models.flatten` (for a
     network of your own on several shared variables) all satisfy it.

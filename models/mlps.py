@@ -1,4 +1,4 @@
-"""Fully connected networks with sigmoid hidden layers (the paper's MLPs)."""
+"""Fully connected networks (the paper's MLPs: sigmoid hidden layers; ReLU and tanh too)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from sgn._validation import Interval, InvalidParameterError, Options, check_valu
 
 from ._base import FlatParameterModel, check_seed, check_symbolic_input, resolve_dtype, resolve_task
 
-__all__ = ["MLP", "mlp", "INITS", "ORIGINAL_INIT_SEED"]
+__all__ = ["MLP", "mlp", "INITS", "ACTIVATIONS", "ORIGINAL_INIT_SEED"]
 
 INITS = ("glorot", "paper", "original")  # the values of ``init``
+# The values of ``activation``: "logistic" is scikit-learn's name for the sigmoid.
+ACTIVATIONS = ("sigmoid", "logistic", "tanh", "relu")
+_ACTIVATION_FNS = {"sigmoid": pt.sigmoid, "logistic": pt.sigmoid, "tanh": pt.tanh,
+                   "relu": lambda h: pt.maximum(h, 0)}
 # The original package seeded the global legacy RNG with this before drawing θ₀, for every run.
 ORIGINAL_INIT_SEED = 10
 
@@ -52,6 +56,9 @@ class MLP(FlatParameterModel):
         regression uses the raw output for both.  Default "classification".
     dtype : {"float32", "float64"}, keyword-only
         The dtype of θ; default ``pytensor.config.floatX`` at the time of the call.
+    activation : {"sigmoid", "logistic", "tanh", "relu"}, keyword-only
+        The hidden layers' nonlinearity; default "sigmoid", the paper's ("logistic" is
+        scikit-learn's name for it).
 
     Attributes
     ----------
@@ -65,7 +72,7 @@ class MLP(FlatParameterModel):
     θ layout, per layer ``i``: ``W_i`` of shape (units[i], units[i+1]) in C order,
     used as ``h @ W_i``, then ``b_i`` of shape (units[i+1],), exactly as in the
     original package, so ``n_params = sum units[i+1] * (units[i] + 1)``.
-    Hidden layers use the sigmoid; the last layer is linear (``out_sym``).
+    Hidden layers use ``activation``; the last layer is linear (``out_sym``).
 
     Examples
     --------
@@ -79,13 +86,14 @@ class MLP(FlatParameterModel):
     def __init__(self, X: Any, y_hat: Any, input_size: int, output_size: int,
                  hyper_par: Mapping[str, Any] | None = None, mode: str | None = None,
                  seed: int | None = None, init: str = "glorot", *, task: str | None = None,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, activation: str = "sigmoid") -> None:
         owner = "mlp"
         mode = resolve_task(task, mode, owner)
         dtype = resolve_dtype(dtype, owner)
         check_value("input_size", input_size, Interval("int", 1, None), owner)
         check_value("output_size", output_size, Interval("int", 1, None), owner)
         check_value("init", init, Options(INITS), owner)
+        check_value("activation", activation, Options(ACTIVATIONS), owner)
         check_symbolic_input(X, "X", owner, 2, "float")
         if mode == "classification":
             check_symbolic_input(y_hat, "y_hat", owner, 1, "int")
@@ -100,6 +108,7 @@ class MLP(FlatParameterModel):
         self.hyper_par = {"hs": list(hs)}
         self.units = [int(input_size), *hs, int(output_size)]
         self.init = init
+        self.activation = "sigmoid" if activation == "logistic" else activation
 
         # One legacy stream for all layers, as the original drew them (randn of in*out per layer).
         legacy = np.random.RandomState(ORIGINAL_INIT_SEED if seed is None else seed) if init == "original" else None
@@ -120,7 +129,7 @@ class MLP(FlatParameterModel):
         for i in range(n_layers):
             h = pt.dot(h, self.param(f"W{i}")) + self.param(f"b{i}")
             if i < n_layers - 1:
-                h = pt.sigmoid(h)
+                h = _ACTIVATION_FNS[self.activation](h)
         self._finish(h)
 
     @staticmethod
@@ -146,7 +155,10 @@ class MLP(FlatParameterModel):
         return [int(w) for w in hs]
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "units": self.units}
+        described = {**super().describe(), "units": self.units}
+        if self.activation != "sigmoid":  # sigmoid nets describe themselves as before (checkpoints load)
+            described["activation"] = self.activation
+        return described
 
 
 mlp = MLP

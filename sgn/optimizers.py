@@ -68,6 +68,7 @@ SGN_DEFAULTS: dict[str, Any] = {
     "BETA": 0.0,              # EMA coefficient of the gradient that forms the CG right-hand side
     "PRINT_LEVEL": 1,         # 0 silent, >= 2 one line per step
     "MAX_REJECTED_STEPS": 10,  # consecutive non-finite steps tolerated before NonFiniteStepError
+    "WEIGHT_DECAY": 0.0,      # L2 penalty lambda/2 |W|^2 on the weights (net.decay_mask()), in G exactly
 }
 
 # The values of TR_RATIO: the step whose loss change the trust-region rule judges.
@@ -86,6 +87,7 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "C_LS": Interval("real", 0, 1, "neither"), "MAX_LS_ITERS": _POS_INT,
     "ALPHA": Interval("real", 0, None, "neither"), "BETA": Interval("real", 0, 1, "left"),
     "PRINT_LEVEL": Interval("int", 0, None), "MAX_REJECTED_STEPS": _POS_INT,
+    "WEIGHT_DECAY": _NONNEG_REAL,
 }
 
 SGD_DEFAULTS: dict[str, Any] = {
@@ -98,6 +100,7 @@ SGD_DEFAULTS: dict[str, Any] = {
     "REDUCTION": 0.2,         # 'step' scheduler: factor per reduction
     "PRINT_LEVEL": 1,
     "MAX_REJECTED_STEPS": 10,
+    "WEIGHT_DECAY": 0.0,      # L2 penalty lambda/2 |W|^2 on the weights (coupled: part of the loss)
 }
 
 SGD_CONSTRAINTS: dict[str, Any] = {
@@ -105,7 +108,7 @@ SGD_CONSTRAINTS: dict[str, Any] = {
     "MOMENTUM": Interval("real", 0, 1, "left"), "LR0": Interval("real", 0, None, "neither"),
     "LR_K": _NONNEG_REAL, "K": _POS_INT, "STEP": _POS_INT,
     "REDUCTION": Interval("real", 0, 1, "neither"), "PRINT_LEVEL": Interval("int", 0, None),
-    "MAX_REJECTED_STEPS": _POS_INT,
+    "MAX_REJECTED_STEPS": _POS_INT, "WEIGHT_DECAY": _NONNEG_REAL,
 }
 
 #: The default ``cg_unroll_max`` of :class:`SGN`: CG loops of at most this many iterations are
@@ -253,10 +256,39 @@ class _Optimizer:
             self.obj_fun = obj_fun
         self.mode = resolve_mode(mode, conv=has_conv_ops(obj_fun))
         self.pred_sym = getattr(net, "pred_sym", net.out_sym)
-        self.grad_sym = pt_grad(obj_fun, theta)
+        # The objective: the loss, plus lambda/2 |mask * theta|^2 when WEIGHT_DECAY > 0.  lambda is
+        # a shared scalar, so reset() can change it without compiling again; with
+        # WEIGHT_DECAY = 0 the penalty is not in the graph at all (the step is as before).
+        self.decay_mask = self._decay_mask(net)
+        self._weight_decay = None
+        self.objective = obj_fun
+        if self.hyper_par["WEIGHT_DECAY"] > 0:
+            self._weight_decay = pytensor.shared(np.asarray(self.hyper_par["WEIGHT_DECAY"], dtype=self.dtype),
+                                                 name="weight_decay")
+            mask = pt.constant(self.decay_mask, dtype=self.dtype)
+            self.objective = obj_fun + 0.5 * self._weight_decay * pt.sum(mask * pt.sqr(theta))
+        self.grad_sym = pt_grad(self.objective, theta)
         self._cost_fn = None
         self._gnvp_fn = None
         self.compile_seconds = 0.0
+
+    def _decay_mask(self, net: Any) -> np.ndarray:
+        """The model's ``decay_mask()`` (weights 1, biases 0), or every coordinate when it has none."""
+        method = getattr(net, "decay_mask", None)
+        if not callable(method):
+            return np.ones(self.n_params, dtype=self.dtype)
+        mask = np.asarray(method(), dtype=self.dtype)
+        if mask.shape != (self.n_params,) or not np.all((mask == 0) | (mask == 1)):
+            raise InvalidParameterError(
+                f"{self._name}: the model's decay_mask() must be an array of shape ({self.n_params},) of 0 and 1 "
+                f"(1 on the coordinates weight decay acts on); got shape {mask.shape}.")
+        return mask
+
+    def _penalty_product(self, v: Any) -> Any:
+        """The weight-decay term's exact curvature times ``v``: lambda * mask * v (0 without decay)."""
+        if self._weight_decay is None:
+            return None
+        return self._weight_decay * pt.constant(self.decay_mask, dtype=self.dtype) * v
 
     # -- compiled helpers -------------------------------------------------------------------------
     def _function(self, inputs: list, outputs: Any, **kwargs: Any) -> Any:
@@ -286,6 +318,9 @@ class _Optimizer:
     def cost(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """Loss and prediction on a batch at the current θ, without changing anything.
 
+        The loss is ``obj_fun``, the data term: the weight-decay penalty, which :meth:`step`'s
+        loss includes, is left out (an evaluation on held-out data reports the data loss).
+
         Parameters
         ----------
         x, y : ndarray
@@ -306,6 +341,9 @@ class _Optimizer:
     def gn_vector_product(self, x: Any, y: Any, v: Any) -> np.ndarray:
         """Undamped mini-batch Gauss–Newton product ``G v = Jᵀ H J v`` (paper, eq. 13).
 
+        With ``WEIGHT_DECAY`` = λ > 0, ``G`` is the objective's: ``Jᵀ H J + λ diag(mask)``, the
+        penalty's exact Hessian added on the weights (``net.decay_mask()``).
+
         Parameters
         ----------
         x, y : ndarray
@@ -321,6 +359,8 @@ class _Optimizer:
         if self._gnvp_fn is None:
             v_sym = pt.vector("v", dtype=self.dtype)
             gv = gauss_newton_product(self.net.out_sym, self.theta, self.obj_fun, v_sym)
+            if self._weight_decay is not None:
+                gv = gv + self._penalty_product(v_sym)
             self._gnvp_fn = self._function([self.X, self.y_hat, v_sym], gv)
         return np.asarray(self._run(self._gnvp_fn, x, y, v))
 
@@ -349,6 +389,40 @@ class _Optimizer:
                    **state["history"]}  # a key added since the state was saved: unknown for its old steps
         _load_state(self.state, {**state, "history": history}, self.n_params, self.dtype, self._name)
         self.theta.set_value(theta.copy())
+
+    def reset(self, hyper_par: Mapping[str, Any] | None = None) -> None:
+        """Start training afresh with the compiled functions already built: a fresh state.
+
+        θ is left as it is (``net.theta.set_value(theta0)`` first to start from a new θ₀).
+        Hyperparameters that only steer the Python side of a step (ρ₀ and its schedule, the
+        trust region, the line search, α, ``WEIGHT_DECAY``'s value, learning rates, ...) may
+        change; those compiled into the graphs may not (for SGN the CG iteration counts,
+        ``CG_TOL``, ``CG_PREC``/``ALPHA_EXP``, whether ``BETA`` and ``WEIGHT_DECAY`` are > 0).
+
+        Parameters
+        ----------
+        hyper_par : dict, optional
+            The new hyperparameters, validated as by the constructor (missing keys take
+            their defaults); None keeps the current ones.
+
+        Raises
+        ------
+        InvalidParameterError
+            For a bad value, or a change of a compiled-in hyperparameter (the message names
+            it); nothing changes then.
+        """
+        hp = self._validate_hyper_par(self.hyper_par if hyper_par is None else hyper_par)
+        old, new = self._graph_signature(self.hyper_par), self._graph_signature(hp)
+        changed = [k for k in old if old[k] != new[k]]
+        if changed:
+            raise InvalidParameterError(
+                f"{self._name}.reset cannot change what is compiled into the step: "
+                + "; ".join(f"{k} is {old[k]!r}, not {new[k]!r}" for k in changed)
+                + ". Build a new optimizer for these values.")
+        self.hyper_par = hp
+        if self._weight_decay is not None:
+            self._weight_decay.set_value(np.asarray(hp["WEIGHT_DECAY"], dtype=self.dtype))
+        self.state = self._fresh_state()
 
     # -- checkpoints ------------------------------------------------------------------------------
     # Keys that may differ between the saving and the loading optimizer.
@@ -544,6 +618,11 @@ class SGN(_Optimizer):
     * ``TR=True`` together with a ``RHO_DECAY`` other than ``'const'`` is an error
       instead of a silently ignored setting.
 
+    ``WEIGHT_DECAY`` = λ > 0 (not in the original) minimises ``obj_fun + λ/2 ‖mask ⊙ θ‖²``, with
+    ``mask = net.decay_mask()`` (1 on weights, 0 on biases; every coordinate for a model
+    without one).  The penalty's exact Hessian ``λ diag(mask)`` joins ``G``; ``step`` and
+    ``history['loss']`` report the penalised objective, :meth:`cost` the data loss alone.
+
     Examples
     --------
     >>> import numpy as np, pytensor.tensor as pt
@@ -562,11 +641,24 @@ class SGN(_Optimizer):
 
     _name = "SGN"
     _advice = "a larger DAMP_RHO or a smaller ALPHA"
-    _ADDED_HYPER_PAR = {"TR_RATIO": "accepted"}
+    _ADDED_HYPER_PAR = {"TR_RATIO": "accepted", "WEIGHT_DECAY": 0.0}
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
                  cg_unroll_max: int = CG_UNROLL_MAX) -> None:
+        hp = self._validate_hyper_par(hyper_par)
+        if not (isinstance(cg_unroll_max, int) and not isinstance(cg_unroll_max, bool) and cg_unroll_max >= 0):
+            raise InvalidParameterError(
+                f"The 'cg_unroll_max' parameter of SGN must be an int >= 0 (0: every CG loop a scan). "
+                f"Got {cg_unroll_max!r} instead.")
+        self.hyper_par = hp
+        self.cg_unroll_max = cg_unroll_max
+        super().__init__(X, y_hat, net, obj_fun, mode)
+        self.state = self._fresh_state()
+        self._build()
+
+    @staticmethod
+    def _validate_hyper_par(hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
         defaults = dict(SGN_DEFAULTS)
         given = dict(hyper_par) if isinstance(hyper_par, Mapping) else hyper_par
         if isinstance(given, dict) and given.get("MIN_CG_ITERS", None) is None:
@@ -583,16 +675,18 @@ class SGN(_Optimizer):
             raise InvalidParameterError(
                 f"The 'DAMP_RHO_MIN' hyperparameter of SGN must not exceed 'DAMP_RHO'. Got "
                 f"DAMP_RHO_MIN={hp['DAMP_RHO_MIN']!r} > DAMP_RHO={hp['DAMP_RHO']!r}.")
-        if not (isinstance(cg_unroll_max, int) and not isinstance(cg_unroll_max, bool) and cg_unroll_max >= 0):
-            raise InvalidParameterError(
-                f"The 'cg_unroll_max' parameter of SGN must be an int >= 0 (0: every CG loop a scan). "
-                f"Got {cg_unroll_max!r} instead.")
-        self.hyper_par = hp
-        self.cg_unroll_max = cg_unroll_max
-        super().__init__(X, y_hat, net, obj_fun, mode)
-        self.state = SGNState(m=np.zeros(self.n_params, dtype=self.dtype), rho=float(hp["DAMP_RHO"]),
-                              history={k: [] for k in _SGN_HISTORY})
-        self._build()
+        return hp
+
+    def _fresh_state(self) -> SGNState:
+        return SGNState(m=np.zeros(self.n_params, dtype=self.dtype), rho=float(self.hyper_par["DAMP_RHO"]),
+                        history={k: [] for k in _SGN_HISTORY})
+
+    def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
+        # The CG counts compiled, and every other value or switch baked into the graphs.
+        counts = sorted({hp["MAX_CG_ITERS"], *([hp["MIN_CG_ITERS"]] if hp["K_CG"] > 1 else [])})
+        return {"CG iteration counts (MAX_CG_ITERS, MIN_CG_ITERS, K_CG)": counts, "CG_TOL": hp["CG_TOL"],
+                "CG_PREC": hp["CG_PREC"], "ALPHA_EXP": hp["ALPHA_EXP"] if hp["CG_PREC"] else None,
+                "BETA > 0": hp["BETA"] > 0, "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0}
 
     @property
     def rho(self) -> float:
@@ -606,7 +700,9 @@ class SGN(_Optimizer):
     # -- graph ------------------------------------------------------------------------------------
     def _build(self) -> None:
         dt = self.dtype
-        out, theta, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.grad_sym
+        # G is built from the data loss (obj_fun); the objective adds the penalty, whose exact
+        # curvature lambda * mask joins G in damped_product.
+        out, theta, data_loss, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.objective, self.grad_sym
         rho = pt.scalar("rho", dtype=dt)
         n_cg = pt.iscalar("n_cg")
         m_prev = pt.vector("m_prev", dtype=dt)
@@ -623,10 +719,13 @@ class SGN(_Optimizer):
             exponent = pt.constant(self.hyper_par["ALPHA_EXP"], dtype=dt)
             tiny = pt.constant(np.finfo(dt).tiny, dtype=dt)
             precond = pt.maximum(pt.sqr(rhs) + rho, tiny) ** (-exponent)
-        loss_grad_out = output_loss_gradient(loss, out)
+        loss_grad_out = output_loss_gradient(data_loss, out)
 
         def damped_product(p):
-            return gauss_newton_product(out, theta, loss, p, loss_grad_out) + rho * p
+            gp = gauss_newton_product(out, theta, data_loss, p, loss_grad_out)
+            if self._weight_decay is not None:
+                gp = gp + self._penalty_product(p)
+            return gp + rho * p
 
         hp = self.hyper_par
         tol = pt.constant(hp["CG_TOL"], dtype=dt)
@@ -794,7 +893,9 @@ class SGD(_Optimizer):
     hyper_par : dict, optional
         UPPERCASE keys of :data:`SGD_DEFAULTS`: ``SCHEDULER`` (const | linear |
         cos | step), ``MOMENTUM``, ``LR0``, ``LR_K`` (final rate and floor), ``K``,
-        ``STEP``, ``REDUCTION``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``.
+        ``STEP``, ``REDUCTION``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``, ``WEIGHT_DECAY``
+        (λ: the loss gains λ/2 ‖W‖² on the weights, ``net.decay_mask()``; coupled L2, i.e. part
+        of the gradient and so of the momentum, not AdamW-style decoupled decay).
 
     Notes
     -----
@@ -807,20 +908,31 @@ class SGD(_Optimizer):
 
     _name = "SGD"
     _advice = "a smaller LR0"
+    _ADDED_HYPER_PAR = {"WEIGHT_DECAY": 0.0}
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
+        self.hyper_par = self._validate_hyper_par(hyper_par)
+        super().__init__(X, y_hat, net, obj_fun, mode)
+        self.state = self._fresh_state()
+        self._grad_fn = self._function([self.X, self.y_hat],
+                                       list(SGDStepOutputs(self.objective, self.grad_sym, self.pred_sym)))
+
+    @staticmethod
+    def _validate_hyper_par(hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
         hp = validate_options(hyper_par, SGD_CONSTRAINTS, SGD_DEFAULTS, "SGD")
         if hp["SCHEDULER"] != "const" and hp["LR_K"] > hp["LR0"]:
             raise InvalidParameterError(
                 f"The 'LR_K' hyperparameter of SGD (the final learning rate) must not exceed 'LR0' "
                 f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
-        self.hyper_par = hp
-        super().__init__(X, y_hat, net, obj_fun, mode)
-        self.state = SGDState(velocity=np.zeros(self.n_params, dtype=self.dtype),
-                              history={"loss": [], "lr": [], "rejected": []})
-        self._grad_fn = self._function([self.X, self.y_hat],
-                                       list(SGDStepOutputs(self.obj_fun, self.grad_sym, self.pred_sym)))
+        return hp
+
+    def _fresh_state(self) -> SGDState:
+        return SGDState(velocity=np.zeros(self.n_params, dtype=self.dtype),
+                        history={"loss": [], "lr": [], "rejected": []})
+
+    def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
+        return {"WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0}
 
     def learning_rate(self, t: int) -> float:
         """Learning rate of the 1-based step ``t``."""
