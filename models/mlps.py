@@ -12,7 +12,7 @@ from sgn._validation import Interval, InvalidParameterError, Options, check_valu
 
 from ._base import FlatParameterModel, check_seed, check_symbolic_input, resolve_dtype, resolve_task
 
-__all__ = ["MLP", "mlp", "INITS", "ACTIVATIONS", "ORIGINAL_INIT_SEED"]
+__all__ = ["MLP", "mlp", "INITS", "ACTIVATIONS", "ORIGINAL_INIT_SEED", "initial_parameters"]
 
 INITS = ("glorot", "paper", "original")  # the values of ``init``
 # The values of ``activation``: "logistic" is scikit-learn's name for the sigmoid.
@@ -21,6 +21,42 @@ _ACTIVATION_FNS = {"sigmoid": pt.sigmoid, "logistic": pt.sigmoid, "tanh": pt.tan
                    "relu": lambda h: pt.maximum(h, 0)}
 # The original package seeded the global legacy RNG with this before drawing θ₀, for every run.
 ORIGINAL_INIT_SEED = 10
+
+
+def initial_parameters(units: list[int], init: str = "glorot", seed: int | None = None,
+                       rng: np.random.Generator | None = None) -> list[tuple[str, np.ndarray]]:
+    """θ₀ of an MLP with layer widths ``units``, as ``(name, array)`` pairs in θ order.
+
+    Parameters
+    ----------
+    units : list of int
+        ``[input_size, *hidden, output_size]``.
+    init : {"glorot", "paper", "original"}
+        As for :class:`MLP`.
+    seed : int or None
+        The seed (``init="original"`` draws from ``RandomState(seed)``, or its fixed seed for None).
+    rng : numpy Generator, optional
+        The stream for "glorot" and "paper" (default ``default_rng(seed)``).
+
+    Returns
+    -------
+    list of (str, ndarray)
+        ``[("W0", (units[0], units[1]) float64), ("b0", (units[1],) zeros), ("W1", ...), ...]``.
+    """
+    rng = np.random.default_rng(seed) if rng is None else rng
+    # One legacy stream for all layers, as the original drew them (randn of in*out per layer).
+    legacy = np.random.RandomState(ORIGINAL_INIT_SEED if seed is None else seed) if init == "original" else None
+    arrays = []
+    for i, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):
+        if init == "original":
+            W = legacy.standard_normal(fan_in * fan_out).reshape(fan_in, fan_out)
+        elif init == "paper":
+            W = rng.standard_normal((fan_in, fan_out))
+        else:
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-bound, bound, size=(fan_in, fan_out))
+        arrays += [(f"W{i}", W), (f"b{i}", np.zeros(fan_out))]
+    return arrays
 
 
 class MLP(FlatParameterModel):
@@ -110,18 +146,7 @@ class MLP(FlatParameterModel):
         self.init = init
         self.activation = "sigmoid" if activation == "logistic" else activation
 
-        # One legacy stream for all layers, as the original drew them (randn of in*out per layer).
-        legacy = np.random.RandomState(ORIGINAL_INIT_SEED if seed is None else seed) if init == "original" else None
-        arrays = []
-        for i, (fan_in, fan_out) in enumerate(zip(self.units[:-1], self.units[1:])):
-            if init == "original":
-                W = legacy.standard_normal(fan_in * fan_out).reshape(fan_in, fan_out)
-            elif init == "paper":
-                W = rng.standard_normal((fan_in, fan_out))
-            else:
-                bound = np.sqrt(6.0 / (fan_in + fan_out))
-                W = rng.uniform(-bound, bound, size=(fan_in, fan_out))
-            arrays += [(f"W{i}", W), (f"b{i}", np.zeros(fan_out))]
+        arrays = initial_parameters(self.units, init, seed, rng)
         self._allocate(arrays, dtype)
 
         h = X
