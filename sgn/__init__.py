@@ -8,6 +8,8 @@ losses
     ``softmax_cross_entropy``, ``mean_squared_error``.
 models
     ``mlp`` (``from sgn.models import mlp``).
+estimators
+    ``SGNClassifier``, ``SGNRegressor``: scikit-learn estimators (``from sgn.estimators import ...``).
 """
 
 # Importing sgn changes no PyTensor setting: the bundled BLAS is linked when an sgn optimizer or
@@ -17,7 +19,7 @@ from ._validation import InvalidParameterError, UnknownParameterError
 from .checkpoint import CheckpointError
 from .optimizers import SGD, SGN, NonFiniteStepError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["SGN", "SGD", "NonFiniteStepError", "CheckpointError", "InvalidParameterError", "UnknownParameterError",
            "losses", "__version__"]

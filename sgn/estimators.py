@@ -105,7 +105,8 @@ def _c_ready_marker(structure: tuple) -> str:
 
     import pytensor
     digest = hashlib.sha256(repr(structure).encode()).hexdigest()[:20]
-    return os.path.join(pytensor.config.compiledir, "sgn_estimators", f"{digest}.c-ready")
+    # A file, not a folder: PyTensor's cache cleanup examines (and may delete) the folders only.
+    return os.path.join(pytensor.config.compiledir, f"sgn-estimator-{digest}.c-ready")
 
 
 def _jax_available() -> bool:
@@ -133,7 +134,6 @@ def _resolve_backend(backend: str, structure: tuple) -> str:
 def _mark_c_ready(structure: tuple) -> None:
     path = _c_ready_marker(structure)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a"):
             pass
     except OSError:  # a read-only cache: "auto" keeps choosing as if cold, which is only slower
@@ -664,7 +664,7 @@ class SGNRegressor(RegressorMixin, _BaseSGN):
         return self._fit(X, y, incremental=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions, shape (n_samples,) if fitted on a 1-d ``y``, else (n_samples, n_outputs_)."""
+        """Predictions, shape (n_samples,) if fitted on a 1-d ``y``, else (n_samples, ``n_outputs_``)."""
         check_is_fitted(self, "theta_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         out = self._forward(X.astype(self.dtype, copy=False))

@@ -194,3 +194,23 @@ def test_verbose_shows_a_progress_bar(iris, capsys):
     X, y = iris
     SGNClassifier(hidden_layer_sizes=(5,), max_iter=2, verbose=True, random_state=0).fit(X, y)
     assert "SGNClassifier" in capsys.readouterr().err
+
+
+def test_auto_backend_is_c_once_compiled_for_c_else_jax(monkeypatch, tmp_path, iris):
+    import sgn.estimators as est_module
+    monkeypatch.setattr(est_module, "_c_ready_marker", lambda structure: str(tmp_path / f"{hash(structure)}.ready"))
+    structure = ("classification", 1, "relu", "sgn", "float64", (2, True))
+    monkeypatch.setattr(est_module, "_jax_available", lambda: False)
+    assert est_module._resolve_backend("auto", structure) == "c"
+    monkeypatch.setattr(est_module, "_jax_available", lambda: True)
+    assert est_module._resolve_backend("auto", structure) == "jax"
+    assert est_module._resolve_backend("numba", structure) == "numba"
+    X, y = iris
+    clf = SGNClassifier(hidden_layer_sizes=(3,), max_iter=2, backend="c", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)  # a C build marks this kind of network as compiled for C
+        assert clf.backend_ == "c"
+        assert SGNClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y).backend_ == "c"
+    tanh = SGNClassifier(hidden_layer_sizes=(3,), activation="tanh")
+    assert est_module._resolve_backend("auto", tanh._structure(tanh._hyper_par(100))) == "jax"  # another kind
