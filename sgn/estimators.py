@@ -121,14 +121,79 @@ def _resolve_backend(backend: str, structure: tuple) -> str:
     first fit takes about 50 s (gcc compiles each kernel once per machine) and JAX's about 7 s;
     once the cache holds the kernels, C's first fit takes about 4 s and each later fit half
     JAX's time.  So "auto" is C when this kind of network (``structure``: task, activation,
-    solver, dtype, depth, compiled-in settings) has been compiled for C before on this machine,
-    else JAX when it is installed, else C.
+    solver, dtype, depth, compiled-in settings) has been compiled for C before on this machine.
+    Otherwise it is JAX when installed, and a background process compiles the C kernels into
+    the cache meanwhile (:func:`_warm_c_in_background`), so that later fits, in this process or
+    another, switch to C; without JAX it is C.
     """
     if backend != "auto":
         return backend
     if os.path.exists(_c_ready_marker(structure)) or not _jax_available():
         return "c"
+    _warm_c_in_background(structure)
     return "jax"
+
+
+# How long a background warm-up may claim a structure before another may start one.
+_WARMING_TIMEOUT_S = 900
+
+
+def _warm_c_in_background(structure: tuple) -> bool:
+    """Start one detached process that compiles this structure's C kernels; False if one already runs.
+
+    The process builds and fits a tiny network of the same kind on the C backend (kernels do not
+    depend on the layer widths), which fills PyTensor's compile cache and writes the marker that
+    makes ``backend="auto"`` choose C.  ``SGN_BACKGROUND_COMPILE=0`` turns this off.
+    """
+    import json
+    import subprocess
+    import sys
+
+    import pytensor
+    if os.environ.get("SGN_BACKGROUND_COMPILE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    pending = _c_ready_marker(structure) + ".pending"
+    try:  # one warm-up per structure at a time, across processes
+        fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+    except FileExistsError:
+        try:
+            if time.time() - os.path.getmtime(pending) < _WARMING_TIMEOUT_S:
+                return False
+            os.utime(pending)  # a stale claim (the process died): take it over
+        except OSError:
+            return False
+    except OSError:  # e.g. a read-only cache
+        return False
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"{flags},compiledir={pytensor.config.compiledir}".lstrip(",")}
+    code = "import sys, sgn.estimators as e; e._compile_c_kernels(sys.argv[1])"
+    subprocess.Popen([sys.executable, "-c", code, json.dumps(list(structure))], env=env,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    return True
+
+
+def _compile_c_kernels(structure_json: str) -> None:
+    """Fit a tiny network of ``structure`` on the C backend: its kernels land in the compile cache."""
+    import json
+    task, depth, activation, solver, dtype, (max_cg_iters, decay) = json.loads(structure_json)
+    structure = (task, depth, activation, solver, dtype, (max_cg_iters, decay))
+    cls = SGNClassifier if task == "classification" else SGNRegressor
+    est = cls(hidden_layer_sizes=(2,) * depth, activation=activation, solver=solver, dtype=dtype,
+              max_cg_iters=max_cg_iters or 1, alpha=1.0 if decay else 0.0, max_iter=1, backend="c")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 2))
+    y = np.arange(8) % 2 if task == "classification" else rng.normal(size=8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+    finally:
+        try:
+            os.remove(_c_ready_marker(structure) + ".pending")
+        except OSError:
+            pass
 
 
 def _mark_c_ready(structure: tuple) -> None:
@@ -372,8 +437,11 @@ class _BaseSGN(BaseEstimator):
             if self._optimizer_state is not None:
                 _restore_state(trainer.opt.state, self._optimizer_state)
             try:
-                self._epochs(trainer, X, y, X_val, y_val, batch, generator, 1 if incremental else self.max_iter,
-                             incremental)
+                with warnings.catch_warnings():
+                    # JAX's notice, at its first call, that PyTensor's shape assertions are not traced
+                    warnings.filterwarnings("ignore", message="Skipping Assert", category=UserWarning)
+                    self._epochs(trainer, X, y, X_val, y_val, batch, generator,
+                                 1 if incremental else self.max_iter, incremental)
             finally:  # keep what was trained, even after an interrupt
                 self.theta_ = np.array(trainer.net.theta.get_value(), dtype=self.dtype)
                 self._optimizer_state = _saved_state(trainer.opt.state)
@@ -506,7 +574,9 @@ class SGNClassifier(ClassifierMixin, _BaseSGN):
     backend : {"auto", "c", "numba", "jax"}, default "auto"
         PyTensor backend of the compiled step (:func:`sgn.backends.resolve_mode`).  "auto": C once
         this kind of network has been compiled for C on this machine (PyTensor's compile cache
-        then holds its kernels), else JAX if installed (a 7 s first fit instead of 50 s), else C.
+        then holds its kernels); before that JAX if installed (a 7 s first fit instead of 50 s),
+        while a background process compiles the C kernels for later fits
+        (``SGN_BACKGROUND_COMPILE=0`` turns that off); without JAX, C.
     dtype : {"float64", "float32"}, default "float64"
     verbose : bool, default False
         A progress bar over the epochs.

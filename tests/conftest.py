@@ -94,6 +94,11 @@ DATASET_FILES = {
 # The environment as the session started: tests that isolate the loaders change it.
 _ENV = dict(os.environ)
 
+# backend="auto" on a cold C cache starts a background process that compiles the C kernels
+# (sgn.estimators); in the suite that would only compete with the tests for the two cores.
+# tests/test_estimators.py turns it on where it tests it.
+os.environ.setdefault("SGN_BACKGROUND_COMPILE", "0")
+
 
 def dataset_folders(name: str) -> list[str]:
     """Where the tests look for dataset ``name``, in order."""

@@ -214,3 +214,25 @@ def test_auto_backend_is_c_once_compiled_for_c_else_jax(monkeypatch, tmp_path, i
         assert SGNClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y).backend_ == "c"
     tanh = SGNClassifier(hidden_layer_sizes=(3,), activation="tanh")
     assert est_module._resolve_backend("auto", tanh._structure(tanh._hyper_par(100))) == "jax"  # another kind
+
+
+def test_a_cold_auto_fit_compiles_the_c_kernels_in_the_background(monkeypatch):
+    import time
+
+    import sgn.estimators as est_module
+    monkeypatch.setenv("SGN_BACKGROUND_COMPILE", "1")
+    # A kind of network no other test builds: SGD on a 3-layer logistic regressor in float32.
+    structure = ("regression", 3, "logistic", "sgd", "float32", (None, False))
+    marker = est_module._c_ready_marker(structure)
+    for path in (marker, marker + ".pending"):
+        if os.path.exists(path):
+            os.remove(path)
+    assert est_module._warm_c_in_background(structure)
+    assert not est_module._warm_c_in_background(structure)  # one warm-up per kind at a time
+    deadline = time.time() + 300
+    while os.path.exists(marker + ".pending") and time.time() < deadline:
+        time.sleep(0.5)
+    assert os.path.exists(marker) and not os.path.exists(marker + ".pending")
+    assert est_module._resolve_backend("auto", structure) == "c"
+    monkeypatch.setenv("SGN_BACKGROUND_COMPILE", "0")
+    assert not est_module._warm_c_in_background(("regression", 4, "logistic", "sgd", "float32", (None, False)))

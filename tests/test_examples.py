@@ -203,3 +203,20 @@ def test_bench_conv_prints_the_documented_keys():
         assert row[key] > 0
     # The per-iteration figure is a difference of two medians: finite, and it names its ratio.
     assert np.isfinite(row["gnvp_cg_ms"]) and row["gnvp_cg_over_grad"] == round(row["gnvp_cg_ms"] / row["grad_ms"], 2)
+
+
+def test_bench_sklearn_writes_its_table_results_and_figure(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_sklearn.py"), "--out", str(tmp_path),
+                           "--datasets", "wine", "--folds", "2", "--quick"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = results["wine"]
+    assert sorted(methods) == ["Adam", "L-BFGS", "SGN", "SGN alpha=1e-4"]
+    for entry in methods.values():
+        assert len(entry["default"]["scores"]) == len(entry["default"]["fit_seconds"]) == 2
+        assert all(0 <= s <= 1 for s in entry["default"]["scores"])
+    table = (tmp_path / "table.md").read_text()
+    mean = np.mean(methods["SGN"]["default"]["scores"])
+    assert f"| wine (accuracy) | SGN | {mean:.4f} ±" in table
+    assert (tmp_path / "figure.png").stat().st_size > 1000

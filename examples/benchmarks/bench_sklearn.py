@@ -54,10 +54,13 @@ DATASETS = {
 }
 
 # method -> (estimator factory (classification) -> class, the grid's parameter, its values)
+# SGN runs on the C backend here: "auto" would fit on JAX until the C kernels are compiled (see
+# --first_fit), which makes the later fits' time depend on when that happens.
 METHODS = {
-    "SGN": (lambda clf: SGNClassifier if clf else SGNRegressor, {}, "max_cg_iters", [1, 2, 5]),
+    "SGN": (lambda clf: SGNClassifier if clf else SGNRegressor, {"backend": "c"}, "max_cg_iters", [1, 2, 5]),
     # SGN at MLPClassifier's default alpha, against which SGN's default alpha = 1e-2 was chosen
-    "SGN alpha=1e-4": (lambda clf: SGNClassifier if clf else SGNRegressor, {"alpha": 1e-4}, None, []),
+    "SGN alpha=1e-4": (lambda clf: SGNClassifier if clf else SGNRegressor, {"backend": "c", "alpha": 1e-4}, None,
+                       []),
     "Adam": (lambda clf: MLPClassifier if clf else MLPRegressor, {"solver": "adam"}, "learning_rate_init",
              [1e-4, 1e-3, 1e-2]),
     "L-BFGS": (lambda clf: MLPClassifier if clf else MLPRegressor, {"solver": "lbfgs"}, "alpha", [1e-4, 1e-2, 1.0]),
