@@ -89,8 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="defaults only, no grids (a smoke run)")
     parser.add_argument("--first_fit", nargs="*", metavar="BACKEND", choices=["c", "jax", "numba"],
                         help="time a fresh process's first fit on load_digits per backend (default: c jax)")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw table.md and figure.png from results.json in --out")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.replot:
+        with open(os.path.join(args.out, "results.json")) as f:
+            results = json.load(f)
+        write_outputs(results, results["config"]["datasets"], args.out)
+        return 0
     if args.first_fit is not None:
         table = first_fit_table(args.first_fit or ["c", "jax"])
         with open(os.path.join(args.out, "first_fit.md"), "w") as f:
@@ -121,12 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     with open(tmp, "w") as f:
         json.dump(results, f, indent=1)
     os.replace(tmp, os.path.join(args.out, "results.json"))
-    table = make_table(results, args.datasets)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
+    write_outputs(results, args.datasets, args.out)
+    return 0
+
+
+def write_outputs(results: dict, datasets: list[str], out: str) -> None:
+    table = make_table(results, datasets)
+    with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table)
     print(table)
-    make_figure(results, args.datasets, os.path.join(args.out, "figure.png"))
-    return 0
+    make_figure(results, datasets, os.path.join(out, "figure.png"))
 
 
 # One fresh process: import, then two fits of the default SGNClassifier on standardised load_digits.
@@ -189,6 +200,7 @@ def make_figure(results: dict, datasets: list[str], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, axes = plt.subplots(2, len(datasets), figsize=(3.6 * len(datasets), 5.6), squeeze=False)
     colors = {"SGN": "C0", "SGN alpha=1e-4": "C9", "Adam": "C1", "L-BFGS": "C2"}
     for j, name in enumerate(datasets):
@@ -205,6 +217,8 @@ def make_figure(results: dict, datasets: list[str], path: str) -> None:
         ax_score.set_ylabel("5-fold CV " + ("R²" if name == "friedman1" else "accuracy"))
         ax_time.set_ylabel("fit seconds (pale: first fit)")
         ax_time.set_yscale("log")
+        ax_time.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax_time.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         for ax in (ax_score, ax_time):
             ax.set_xticks(range(len(METHODS)), [m.replace(" ", "\n") for m in METHODS], fontsize=8)
     fig.tight_layout()
