@@ -2,7 +2,7 @@
 
 Public API
 ----------
-SGN, SGD
+SGN, SGD, Adam
     Optimizers with the original package's ``step(x, y) -> (loss, grad, pred)``.
 losses
     ``softmax_cross_entropy``, ``mean_squared_error``.
@@ -17,9 +17,9 @@ estimators
 from . import losses
 from ._validation import InvalidParameterError, UnknownParameterError
 from .checkpoint import CheckpointError
-from .optimizers import SGD, SGN, NonFiniteStepError
+from .optimizers import SGD, SGN, Adam, NonFiniteStepError
 
 __version__ = "0.3.0"
 
-__all__ = ["SGN", "SGD", "NonFiniteStepError", "CheckpointError", "InvalidParameterError", "UnknownParameterError",
-           "losses", "__version__"]
+__all__ = ["SGN", "SGD", "Adam", "NonFiniteStepError", "CheckpointError", "InvalidParameterError",
+           "UnknownParameterError", "losses", "__version__"]

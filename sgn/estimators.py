@@ -46,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["SGNClassifier", "SGNRegressor", "clear_compiled_cache", "compiled_cache_info"]
 
-SOLVERS = ("sgn", "sgd")
+SOLVERS = ("sgn", "sgd", "adam")
 BACKENDS = ("auto", "c", "numba", "jax")
 ACTIVATIONS = ("relu", "tanh", "logistic")
 
@@ -235,6 +235,9 @@ class _BaseSGN(BaseEstimator):
         "line_search": ["boolean"],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -254,8 +257,9 @@ class _BaseSGN(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "sgn",
                  max_cg_iters: int = 2, damping: float = 1e-3, damping_min: float = 0.0,
-                 trust_region: bool = True, line_search: bool = True, learning_rate_init: float = 0.01,
-                 momentum: float = 0.9, alpha: float = 1e-2, batch_size: Any = "auto", max_iter: int = 200,
+                 trust_region: bool = True, line_search: bool = True, learning_rate_init: float = 1e-3,
+                 momentum: float = 0.9, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 alpha: float = 1e-2, batch_size: Any = "auto", max_iter: int = 200,
                  tol: float = 1e-4, n_iter_no_change: int = 10, early_stopping: bool = False,
                  validation_fraction: float = 0.1, time_budget: float | None = None, warm_start: bool = False,
                  random_state: Any = None, backend: str = "auto", dtype: str = "float64",
@@ -270,6 +274,9 @@ class _BaseSGN(BaseEstimator):
         self.line_search = line_search
         self.learning_rate_init = learning_rate_init
         self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.alpha = alpha
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -307,6 +314,9 @@ class _BaseSGN(BaseEstimator):
         if self.solver == "sgd":
             return {"LR0": float(self.learning_rate_init), "MOMENTUM": float(self.momentum),
                     "WEIGHT_DECAY": decay, "PRINT_LEVEL": 0}
+        if self.solver == "adam":
+            return {"LR0": float(self.learning_rate_init), "BETA1": float(self.beta_1), "BETA2": float(self.beta_2),
+                    "EPS": float(self.epsilon), "WEIGHT_DECAY": decay, "PRINT_LEVEL": 0}
         return {"MAX_CG_ITERS": int(self.max_cg_iters), "K_CG": 1, "DAMP_RHO": float(self.damping),
                 "DAMP_RHO_MIN": float(self.damping_min), "TR": bool(self.trust_region),
                 "LS": bool(self.line_search), "WEIGHT_DECAY": decay, "PRINT_LEVEL": 0}
@@ -328,7 +338,7 @@ class _BaseSGN(BaseEstimator):
 
         from . import losses
         from .models import mlp
-        from .optimizers import SGD, SGN
+        from .optimizers import SGD, SGN, Adam
 
         units = self._units()
         X = pt.matrix("X", dtype=self.dtype)
@@ -342,7 +352,7 @@ class _BaseSGN(BaseEstimator):
             net = mlp(X, y, units[0], units[-1], {"hs": units[1:-1]}, seed=0, task="regression",
                       dtype=self.dtype, activation=self.activation)
             loss = losses.mean_squared_error(net.out_sym, y)
-        cls = SGN if self.solver == "sgn" else SGD
+        cls = {"sgn": SGN, "sgd": SGD, "adam": Adam}[self.solver]
         opt = cls(X, y, net, loss, hyper_par, mode=backend)
         if backend == "c":
             _mark_c_ready(self._structure(hyper_par))
@@ -533,8 +543,8 @@ class SGNClassifier(ClassifierMixin, _BaseSGN):
         Widths of the hidden layers.
     activation : {"relu", "tanh", "logistic"}, default "relu"
         The hidden layers' nonlinearity.
-    solver : {"sgn", "sgd"}, default "sgn"
-        SGN (:class:`sgn.SGN`) or SGD with momentum (:class:`sgn.SGD`).
+    solver : {"sgn", "sgd", "adam"}, default "sgn"
+        SGN (:class:`sgn.SGN`), SGD with momentum (:class:`sgn.SGD`) or Adam (:class:`sgn.Adam`).
     max_cg_iters : int, default 2
         SGN: conjugate-gradient iterations per step (``MAX_CG_ITERS``).
     damping : float, default 1e-3
@@ -545,10 +555,12 @@ class SGNClassifier(ClassifierMixin, _BaseSGN):
         SGN: adapt ρ from the reduction ratio (``TR``).
     line_search : bool, default True
         SGN: backtracking Armijo line search on the mini-batch (``LS``).
-    learning_rate_init : float, default 0.01
-        SGD: the learning rate (``LR0``).
+    learning_rate_init : float, default 1e-3
+        SGD and Adam: the learning rate (``LR0``).
     momentum : float, default 0.9
         SGD: heavy-ball momentum.
+    beta_1, beta_2, epsilon : float, default 0.9, 0.999, 1e-8
+        Adam: ``BETA1``, ``BETA2``, ``EPS``.
     alpha : float, default 1e-2
         L2 penalty on the weights (biases excluded), as scikit-learn's MLP applies it: each
         mini-batch of size B adds ``alpha / (2 B) ‖W‖²`` (``WEIGHT_DECAY = alpha / B``).  The

@@ -20,7 +20,7 @@ from .checkpoint import atomic_write_bytes, jsonable
 from .optimizers import SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
-__all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "run_experiment",
+__all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
            "expected_errors"]
 
 
@@ -62,7 +62,7 @@ def _positive(kind: type) -> Callable[[str], Any]:
 def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) -> None:
     """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` values."""
     a = parser.add_argument
-    a("--solver", choices=["SGN", "SGD"], default="SGN")
+    a("--solver", choices=["SGN", "SGD", "Adam"], default="SGN")
     a("--epochs", type=_positive(int), default=1)
     a("--batch_size", type=_positive(int), default=1000)
     a("--seed", type=int, default=12, help="seeds the data order, and the initialisation unless --init_seed")
@@ -89,6 +89,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--lr_final", type=float, default=0.001, help="LR_K")
     a("--step", type=_positive(int), default=10, help="STEP of the step scheduler")
     a("--r", type=float, default=0.1, help="REDUCTION of the step scheduler")
+    # Adam (also --lr, --scheduler, --lr_final, --K, --step, --r)
+    a("--beta1", type=float, default=0.9, help="Adam's BETA1")
+    a("--beta2", type=float, default=0.999, help="Adam's BETA2")
+    a("--eps", type=float, default=1e-8, help="Adam's EPS")
+    a("--decoupled", type=str2bool, default=False, help="Adam: AdamW's decoupled weight decay")
+    # every solver
+    a("--weight_decay", type=float, default=0.0, help="WEIGHT_DECAY: L2 penalty lambda/2 |W|^2 on the weights")
     # ours
     a("--time_budget", type=_positive(float), default=None,
       help="stop after this many seconds of training (evaluation not counted)")
@@ -115,6 +122,8 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
           "K_CG": args.K_cg, "TR": args.TR, "TR_RATIO": args.TR_ratio, "LS": args.LS, "CG_PREC": args.cg_prec,
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "PRINT_LEVEL": 0}
+    if getattr(args, "weight_decay", 0.0):
+        hp["WEIGHT_DECAY"] = args.weight_decay
     if not args.TR:
         hp.update(RHO_DECAY=args.rho_schedule, K=args.K)
     return hp
@@ -122,9 +131,20 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
 
 def sgd_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     """SGD hyperparameters from the flags."""
-    return {"LR0": args.lr, "MOMENTUM": args.mom, "SCHEDULER": args.scheduler,
-            "LR_K": min(args.lr_final, args.lr) if args.scheduler != "const" else args.lr_final,
-            "K": args.K, "STEP": args.step, "REDUCTION": args.r, "PRINT_LEVEL": 0}
+    hp = {"LR0": args.lr, "MOMENTUM": args.mom, "SCHEDULER": args.scheduler,
+          "LR_K": min(args.lr_final, args.lr) if args.scheduler != "const" else args.lr_final,
+          "K": args.K, "STEP": args.step, "REDUCTION": args.r, "PRINT_LEVEL": 0}
+    if getattr(args, "weight_decay", 0.0):
+        hp["WEIGHT_DECAY"] = args.weight_decay
+    return hp
+
+
+def adam_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
+    """Adam hyperparameters from the flags (the learning rate and its schedule as for SGD)."""
+    hp = sgd_hyper_par(args)
+    del hp["MOMENTUM"]
+    hp.update(BETA1=args.beta1, BETA2=args.beta2, EPS=args.eps, DECOUPLED=args.decoupled)
+    return hp
 
 
 def init_seed(args: argparse.Namespace) -> int:
@@ -155,7 +175,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     import pytensor
     import pytensor.tensor as pt
 
-    from .optimizers import SGD, SGN
+    from .optimizers import SGD, SGN, Adam
     from .training import fit
 
     path = os.path.join(args.out, "results.json")
@@ -170,6 +190,9 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     if args.solver == "SGN":
         hyper = sgn_hyper_par(args)
         opt = SGN(X, y_hat, net, loss, hyper)
+    elif args.solver == "Adam":
+        hyper = adam_hyper_par(args)
+        opt = Adam(X, y_hat, net, loss, hyper)
     else:
         hyper = sgd_hyper_par(args)
         opt = SGD(X, y_hat, net, loss, hyper)

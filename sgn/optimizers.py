@@ -36,8 +36,8 @@ from .line_search import backtracking_armijo
 from .retry import attempt_rho, next_attempt
 from .schedules import scheduled_value
 
-__all__ = ["SGN", "SGD", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS", "SGNState", "SGDState",
-           "SGNStepOutputs", "SGDStepOutputs", "CG_UNROLL_MAX"]
+__all__ = ["SGN", "SGD", "Adam", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS", "ADAM_DEFAULTS", "SGNState",
+           "SGDState", "AdamState", "SGNStepOutputs", "SGDStepOutputs", "CG_UNROLL_MAX"]
 
 
 class NonFiniteStepError(FloatingPointError):
@@ -109,6 +109,29 @@ SGD_CONSTRAINTS: dict[str, Any] = {
     "LR_K": _NONNEG_REAL, "K": _POS_INT, "STEP": _POS_INT,
     "REDUCTION": Interval("real", 0, 1, "neither"), "PRINT_LEVEL": Interval("int", 0, None),
     "MAX_REJECTED_STEPS": _POS_INT, "WEIGHT_DECAY": _NONNEG_REAL,
+}
+
+ADAM_DEFAULTS: dict[str, Any] = {
+    "SCHEDULER": "const",     # const | linear | cos | step, as for SGD
+    "LR0": 1e-3,              # initial learning rate (PyTorch's and Kingma & Ba's default)
+    "LR_K": 1e-5,             # final learning rate, also a floor
+    "K": 10,
+    "STEP": 2,
+    "REDUCTION": 0.2,
+    "BETA1": 0.9,             # decay of the first-moment average
+    "BETA2": 0.999,           # decay of the second-moment average
+    "EPS": 1e-8,              # added to sqrt(v_hat)
+    "WEIGHT_DECAY": 0.0,      # lambda: coupled L2 (part of the loss), or AdamW's with DECOUPLED
+    "DECOUPLED": False,       # AdamW: theta <- theta - lr * lambda * mask * theta, outside the gradient
+    "PRINT_LEVEL": 1,
+    "MAX_REJECTED_STEPS": 10,
+}
+
+ADAM_CONSTRAINTS: dict[str, Any] = {
+    **{k: SGD_CONSTRAINTS[k] for k in ("SCHEDULER", "LR0", "LR_K", "K", "STEP", "REDUCTION", "PRINT_LEVEL",
+                                       "MAX_REJECTED_STEPS", "WEIGHT_DECAY")},
+    "BETA1": Interval("real", 0, 1, "left"), "BETA2": Interval("real", 0, 1, "left"),
+    "EPS": Interval("real", 0, None, "neither"), "DECOUPLED": Boolean(),
 }
 
 #: The default ``cg_unroll_max`` of :class:`SGN`: CG loops of at most this many iterations are
@@ -208,6 +231,17 @@ def _compiles_on_first_call(mode: Any) -> bool:
     return is_jax(mode) or (linker is not None and "numba" in type(linker).__name__.lower())
 
 
+@dataclasses.dataclass
+class AdamState:
+    """Everything of Adam's that changes from step to step, besides θ."""
+
+    m: np.ndarray               #: (n_params,), the first-moment average
+    v: np.ndarray               #: (n_params,), the second-moment average
+    step: int = 0
+    n_rejected: int = 0
+    history: dict[str, list] = dataclasses.field(default_factory=dict)
+
+
 class _FirstCallTimed:
     """A compiled function whose first call (where Numba and JAX compile) counts as compile time.
 
@@ -262,7 +296,7 @@ class _Optimizer:
         self.decay_mask = self._decay_mask(net)
         self._weight_decay = None
         self.objective = obj_fun
-        if self.hyper_par["WEIGHT_DECAY"] > 0:
+        if self.hyper_par["WEIGHT_DECAY"] > 0 and not self.hyper_par.get("DECOUPLED", False):
             self._weight_decay = pytensor.shared(np.asarray(self.hyper_par["WEIGHT_DECAY"], dtype=self.dtype),
                                                  name="weight_decay")
             mask = pt.constant(self.decay_mask, dtype=self.dtype)
@@ -966,4 +1000,87 @@ class SGD(_Optimizer):
         self._after_attempt(True)
         if self.hyper_par["PRINT_LEVEL"] >= 2:
             print(f"SGD step {t}: loss {loss:.6g} lr {lr:.3g}")
+        return loss, grad, pred
+
+
+class Adam(SGD):
+    """Adam (Kingma & Ba 2015) with the ``SGD`` API: ``step(x, y) -> (loss, grad, pred)``.
+
+    With ``g`` the mini-batch gradient and the learning rate ``lr_t`` from ``SCHEDULER`` (as for
+    :class:`SGD`), step ``t`` is PyTorch's ``torch.optim.Adam`` (``amsgrad=False``)::
+
+        m ← β₁ m + (1 − β₁) g;    v ← β₂ v + (1 − β₂) g²
+        θ ← θ − lr_t · (m / (1 − β₁ᵗ)) / (sqrt(v / (1 − β₂ᵗ)) + ε)
+
+    Parameters
+    ----------
+    X, y_hat, net, obj_fun, mode
+        As for :class:`SGN`.
+    hyper_par : dict, optional
+        UPPERCASE keys of :data:`ADAM_DEFAULTS`: SGD's schedule keys (``SCHEDULER``, ``LR0``,
+        ``LR_K``, ``K``, ``STEP``, ``REDUCTION``), ``BETA1``, ``BETA2``, ``EPS``,
+        ``WEIGHT_DECAY``, ``DECOUPLED``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``.
+
+    Notes
+    -----
+    ``WEIGHT_DECAY`` = λ is coupled L2 by default, as in ``torch.optim.Adam(weight_decay=λ)``: the
+    loss gains λ/2 ‖W‖² over the weights (``net.decay_mask()``), so ``g`` includes λ W and the
+    penalty passes through the moment averages.  ``DECOUPLED=True`` is AdamW's decay
+    (Loshchilov & Hutter 2019, ``torch.optim.AdamW``): ``θ ← θ − lr_t λ mask ⊙ θ`` before the
+    Adam update, outside the gradient.  A step with a non-finite loss, gradient or update is
+    rejected as in :class:`SGD`.
+    """
+
+    _name = "Adam"
+    _advice = "a smaller LR0"
+    _ADDED_HYPER_PAR: dict[str, Any] = {}
+
+    @staticmethod
+    def _validate_hyper_par(hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
+        hp = validate_options(hyper_par, ADAM_CONSTRAINTS, ADAM_DEFAULTS, "Adam")
+        if hp["SCHEDULER"] != "const" and hp["LR_K"] > hp["LR0"]:
+            raise InvalidParameterError(
+                f"The 'LR_K' hyperparameter of Adam (the final learning rate) must not exceed 'LR0' "
+                f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
+        return hp
+
+    def _fresh_state(self) -> AdamState:
+        zeros = np.zeros(self.n_params, dtype=self.dtype)
+        return AdamState(m=zeros, v=zeros.copy(), history={"loss": [], "lr": [], "rejected": []})
+
+    def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
+        return {"WEIGHT_DECAY > 0 and not DECOUPLED": hp["WEIGHT_DECAY"] > 0 and not hp["DECOUPLED"]}
+
+    def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
+        """Take one Adam step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
+        x, y = self._check(x, y)
+        hp, st, dt = self.hyper_par, self.state, self.dtype
+        t = st.step + 1
+        lr = self.learning_rate(t)
+        out = SGDStepOutputs(*self._run(self._grad_fn, x, y))
+        loss, grad, pred = float(out.loss), out.grad, out.pred
+        theta_new = m = v = None
+        if _finite(loss, grad):
+            b1, b2 = hp["BETA1"], hp["BETA2"]
+            m = (b1 * st.m + (1 - b1) * grad).astype(dt)
+            v = (b2 * st.v + (1 - b2) * np.square(grad)).astype(dt)
+            theta = self.theta.get_value()
+            if hp["DECOUPLED"] and hp["WEIGHT_DECAY"] > 0:
+                theta = theta - lr * hp["WEIGHT_DECAY"] * self.decay_mask * theta
+            m_hat = m / (1 - b1 ** t)
+            v_hat = v / (1 - b2 ** t)
+            theta_new = (theta - lr * m_hat / (np.sqrt(v_hat) + hp["EPS"])).astype(dt)
+        if theta_new is None or not _finite(theta_new):
+            self._after_attempt(False, "the loss, gradient or update")
+            if hp["PRINT_LEVEL"] >= 1:
+                print("Adam: step rejected (non-finite loss, gradient or update); θ unchanged.")
+            return loss, grad, pred
+        self.theta.set_value(theta_new, borrow=True)
+        st.m, st.v, st.step = m, v, t
+        st.history["loss"].append(loss)
+        st.history["lr"].append(lr)
+        st.history["rejected"].append(st.n_rejected)
+        self._after_attempt(True)
+        if hp["PRINT_LEVEL"] >= 2:
+            print(f"Adam step {t}: loss {loss:.6g} lr {lr:.3g}")
         return loss, grad, pred

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import require_dataset
 
-from sgn.optimizers import SGD_DEFAULTS, SGN_DEFAULTS
+from sgn.optimizers import ADAM_DEFAULTS, SGD_DEFAULTS, SGN_DEFAULTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
@@ -78,7 +78,8 @@ def _table_rows(text, heading):
     return {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M)}
 
 
-@pytest.mark.parametrize("heading, defaults", [("## SGN", SGN_DEFAULTS), ("## SGD", SGD_DEFAULTS)])
+@pytest.mark.parametrize("heading, defaults", [("## SGN", SGN_DEFAULTS), ("## SGD", SGD_DEFAULTS),
+                                                 ("## Adam", ADAM_DEFAULTS)])
 def test_hyperparameter_reference_lists_every_key_with_its_default(heading, defaults):
     rows = _table_rows(open(os.path.join(DOCS, "hyperparameters.md"), encoding="utf-8").read(), heading)
     assert sorted(rows) == sorted(defaults)

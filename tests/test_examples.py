@@ -220,3 +220,16 @@ def test_bench_sklearn_writes_its_table_results_and_figure(tmp_path):
     mean = np.mean(methods["SGN"]["default"]["scores"])
     assert f"| wine (accuracy) | SGN | {mean:.4f} ±" in table
     assert (tmp_path / "figure.png").stat().st_size > 1000
+
+
+def test_mlp_script_trains_with_adam_and_weight_decay(tmp_path):
+    out = tmp_path / "adam"
+    proc = _script("mlp.py", "--dataset", "sine", "--layers", "8", "--solver", "Adam", "--lr", "0.01",
+                   "--beta2", "0.99", "--weight_decay", "1e-3", "--decoupled", "True", "--epochs", "3",
+                   "--batch_size", "500", "--verbose", "0", "--eval_every", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    hp = res["config"]["hyper_par"]
+    assert (hp["BETA1"], hp["BETA2"], hp["WEIGHT_DECAY"], hp["DECOUPLED"], hp["LR0"]) == (0.9, 0.99, 1e-3, True, 0.01)
+    assert "MOMENTUM" not in hp
+    assert res["timeline"][-1]["train_loss"] < res["timeline"][0]["train_loss"]

@@ -156,3 +156,43 @@ def test_mlp_activations_match_numpy(activation):
     assert net.activation == ("sigmoid" if activation == "logistic" else activation)
     assert np.allclose(net.forward(xb)[0], _numpy_logits(net, net.theta.get_value(), xb), rtol=1e-12)
     assert ("activation" in net.describe()) == (activation != "logistic")
+
+
+def _adam_reference(theta, grads, lrs, b1=0.9, b2=0.999, eps=1e-8, lam=0.0, mask=None):
+    """PyTorch's torch.optim.Adam / AdamW update (amsgrad=False), written out by hand."""
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        if lam:  # AdamW: param.mul_(1 - lr * weight_decay), here on the weights only
+            theta = theta - lr * lam * mask * theta
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        step_size = lr / (1 - b1 ** t)
+        denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps
+        theta = theta - step_size * m / denom
+    return theta
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_is_pytorch_s_update(decoupled):
+    from sgn import Adam
+    X, y, net, loss, xb, yb = _problem(seed=6)
+    theta0 = net.theta.get_value()
+    hp = {"PRINT_LEVEL": 0, "LR0": 0.05, "SCHEDULER": "cos", "K": 4, "LR_K": 0.01, "BETA1": 0.8, "BETA2": 0.99,
+          "EPS": 1e-6, "WEIGHT_DECAY": LAMBDA, "DECOUPLED": decoupled}
+    opt = Adam(X, y, net, loss, hp)
+    mask, eps = _weight_mask(net), 1e-6
+    grads, lrs = [], []
+    for t in range(1, 5):
+        theta = net.theta.get_value()
+        # The gradient Adam must use, by central differences: the data loss's, plus λ W when coupled.
+        fd = np.array([(_data_loss(net, theta + e, xb, yb) - _data_loss(net, theta - e, xb, yb)) / (2 * eps)
+                       for e in np.eye(theta.size) * eps])
+        _, g, _ = opt.step(xb, yb)
+        assert np.allclose(g, fd if decoupled else fd + LAMBDA * mask * theta, rtol=1e-6, atol=1e-9)
+        grads.append(g)
+        lrs.append(opt.learning_rate(t))
+        expected = _adam_reference(theta0, grads, lrs, 0.8, 0.99, 1e-6, LAMBDA if decoupled else 0.0, mask)
+        assert np.allclose(net.theta.get_value(), expected, rtol=1e-12, atol=1e-15)
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.01)  # cos from LR0 to LR_K at K
+    with pytest.raises(InvalidParameterError, match="'BETA1' hyperparameter of Adam"):
+        Adam(X, y, net, loss, {"BETA1": 1.0})
