@@ -1007,7 +1007,9 @@ class Adam(SGD):
     """Adam (Kingma & Ba 2015) with the ``SGD`` API: ``step(x, y) -> (loss, grad, pred)``.
 
     With ``g`` the mini-batch gradient and the learning rate ``lr_t`` from ``SCHEDULER`` (as for
-    :class:`SGD`), step ``t`` is PyTorch's ``torch.optim.Adam`` (``amsgrad=False``)::
+    :class:`SGD`), step ``t`` is the update of PyTorch's ``torch.optim.Adam`` without amsgrad:
+
+    .. code-block:: text
 
         m ← β₁ m + (1 − β₁) g;    v ← β₂ v + (1 − β₂) g²
         θ ← θ − lr_t · (m / (1 − β₁ᵗ)) / (sqrt(v / (1 − β₂ᵗ)) + ε)

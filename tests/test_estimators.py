@@ -206,12 +206,13 @@ def test_auto_backend_is_c_once_compiled_for_c_else_jax(monkeypatch, tmp_path, i
     assert est_module._resolve_backend("auto", structure) == "jax"
     assert est_module._resolve_backend("numba", structure) == "numba"
     X, y = iris
-    clf = SGNClassifier(hidden_layer_sizes=(3,), max_iter=2, backend="c", random_state=0)
+    clf = SGNClassifier(hidden_layer_sizes=(3,), max_cg_iters=1, max_iter=2, backend="c", random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)  # a C build marks this kind of network as compiled for C
         assert clf.backend_ == "c"
-        assert SGNClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y).backend_ == "c"
+        again = SGNClassifier(hidden_layer_sizes=(3,), max_cg_iters=1, max_iter=2, random_state=0).fit(X, y)
+        assert again.backend_ == "c"
     tanh = SGNClassifier(hidden_layer_sizes=(3,), activation="tanh")
     assert est_module._resolve_backend("auto", tanh._structure(tanh._hyper_par(100))) == "jax"  # another kind
 
@@ -221,8 +222,8 @@ def test_a_cold_auto_fit_compiles_the_c_kernels_in_the_background(monkeypatch):
 
     import sgn.estimators as est_module
     monkeypatch.setenv("SGN_BACKGROUND_COMPILE", "1")
-    # A kind of network no other test builds: SGD on a 3-layer logistic regressor in float32.
-    structure = ("regression", 3, "logistic", "sgd", "float32", (None, False))
+    # A kind no other test builds for C (SGD, no decay), whose kernels the C estimator checks share.
+    structure = ("classification", 1, "relu", "sgd", "float64", (None, False))
     marker = est_module._c_ready_marker(structure)
     for path in (marker, marker + ".pending"):
         if os.path.exists(path):
@@ -235,4 +236,4 @@ def test_a_cold_auto_fit_compiles_the_c_kernels_in_the_background(monkeypatch):
     assert os.path.exists(marker) and not os.path.exists(marker + ".pending")
     assert est_module._resolve_backend("auto", structure) == "c"
     monkeypatch.setenv("SGN_BACKGROUND_COMPILE", "0")
-    assert not est_module._warm_c_in_background(("regression", 4, "logistic", "sgd", "float32", (None, False)))
+    assert not est_module._warm_c_in_background(("classification", 2, "relu", "sgd", "float64", (None, False)))
