@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_BUDGET ?= 6
 # pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles. Three workers keep two
-# cores busy while one waits on gcc: 692 s against 819 s for two, cold, on a fresh clone (sgn 0.3.0).
+# cores busy while one waits on gcc: 647-692 s against 819 s for two, cold, on a fresh clone (sgn 0.3.0).
 PYTEST_WORKERS ?= 3
 
 .PHONY: install demo test lint docs clean

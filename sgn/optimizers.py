@@ -943,6 +943,7 @@ class SGD(_Optimizer):
     _name = "SGD"
     _advice = "a smaller LR0"
     _ADDED_HYPER_PAR = {"WEIGHT_DECAY": 0.0}
+    _CONSTRAINTS, _DEFAULTS = SGD_CONSTRAINTS, SGD_DEFAULTS
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
@@ -952,12 +953,12 @@ class SGD(_Optimizer):
         self._grad_fn = self._function([self.X, self.y_hat],
                                        list(SGDStepOutputs(self.objective, self.grad_sym, self.pred_sym)))
 
-    @staticmethod
-    def _validate_hyper_par(hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
-        hp = validate_options(hyper_par, SGD_CONSTRAINTS, SGD_DEFAULTS, "SGD")
+    @classmethod
+    def _validate_hyper_par(cls, hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
+        hp = validate_options(hyper_par, cls._CONSTRAINTS, cls._DEFAULTS, cls._name)
         if hp["SCHEDULER"] != "const" and hp["LR_K"] > hp["LR0"]:
             raise InvalidParameterError(
-                f"The 'LR_K' hyperparameter of SGD (the final learning rate) must not exceed 'LR0' "
+                f"The 'LR_K' hyperparameter of {cls._name} (the final learning rate) must not exceed 'LR0' "
                 f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
         return hp
 
@@ -1036,15 +1037,7 @@ class Adam(SGD):
     _name = "Adam"
     _advice = "a smaller LR0"
     _ADDED_HYPER_PAR: dict[str, Any] = {}
-
-    @staticmethod
-    def _validate_hyper_par(hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:
-        hp = validate_options(hyper_par, ADAM_CONSTRAINTS, ADAM_DEFAULTS, "Adam")
-        if hp["SCHEDULER"] != "const" and hp["LR_K"] > hp["LR0"]:
-            raise InvalidParameterError(
-                f"The 'LR_K' hyperparameter of Adam (the final learning rate) must not exceed 'LR0' "
-                f"for a decaying scheduler. Got LR_K={hp['LR_K']!r} > LR0={hp['LR0']!r}.")
-        return hp
+    _CONSTRAINTS, _DEFAULTS = ADAM_CONSTRAINTS, ADAM_DEFAULTS
 
     def _fresh_state(self) -> AdamState:
         zeros = np.zeros(self.n_params, dtype=self.dtype)
