@@ -498,14 +498,14 @@ class _BaseSGN(BaseEstimator):
     def _no_improvement(self, trainer: _Trainer, X_val: Any, y_val: Any) -> bool:
         """scikit-learn's stopping rule: no gain of ``tol`` for more than ``n_iter_no_change`` epochs."""
         if self.early_stopping:
-            self.theta_ = np.array(trainer.net.theta.get_value(), dtype=self.dtype)
+            self.theta_ = trainer.net.theta.get_value()  # a copy: the validation score reads theta_
             score = self._validation_score(X_val, y_val)
             self.validation_scores_.append(score)
             self._no_improvement_count = (self._no_improvement_count + 1
                                           if score < self.best_validation_score_ + self.tol else 0)
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_theta = self.theta_.copy()
+                self._best_theta = self.theta_  # a new array each epoch
         else:
             last = self.loss_curve_[-1]
             self._no_improvement_count = self._no_improvement_count + 1 if last > self.best_loss_ - self.tol else 0

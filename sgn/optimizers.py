@@ -299,8 +299,8 @@ class _Optimizer:
         if self.hyper_par["WEIGHT_DECAY"] > 0 and not self.hyper_par.get("DECOUPLED", False):
             self._weight_decay = pytensor.shared(np.asarray(self.hyper_par["WEIGHT_DECAY"], dtype=self.dtype),
                                                  name="weight_decay")
-            mask = pt.constant(self.decay_mask, dtype=self.dtype)
-            self.objective = obj_fun + 0.5 * self._weight_decay * pt.sum(mask * pt.sqr(theta))
+            self._decay_mask_sym = pt.constant(self.decay_mask, dtype=self.dtype)
+            self.objective = obj_fun + 0.5 * self._weight_decay * pt.sum(self._decay_mask_sym * pt.sqr(theta))
         self.grad_sym = pt_grad(self.objective, theta)
         self._cost_fn = None
         self._gnvp_fn = None
@@ -322,7 +322,7 @@ class _Optimizer:
         """The weight-decay term's exact curvature times ``v``: lambda * mask * v (0 without decay)."""
         if self._weight_decay is None:
             return None
-        return self._weight_decay * pt.constant(self.decay_mask, dtype=self.dtype) * v
+        return self._weight_decay * self._decay_mask_sym * v
 
     # -- compiled helpers -------------------------------------------------------------------------
     def _function(self, inputs: list, outputs: Any, **kwargs: Any) -> Any:
@@ -976,33 +976,36 @@ class SGD(_Optimizer):
         return scheduled_value(hp["SCHEDULER"], t, hp["LR0"], hp["LR_K"], hp["K"], **extra)
 
     def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
-        """Take one SGD step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
+        """Take one step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
         x, y = self._check(x, y)
         st = self.state
         t = st.step + 1
         lr = self.learning_rate(t)
         out = SGDStepOutputs(*self._run(self._grad_fn, x, y))
-        loss, grad, pred = out.loss, out.grad, out.pred
-        loss = float(loss)
-        mu = self.hyper_par["MOMENTUM"]
-        velocity = (mu * st.velocity + lr * grad).astype(self.dtype) if _finite(loss, grad) else None
-        theta_new = self.theta.get_value() - velocity if velocity is not None else None
-        if theta_new is None or not _finite(theta_new):
+        loss, grad, pred = float(out.loss), out.grad, out.pred
+        update = self._update(grad, lr, t) if _finite(loss, grad) else None
+        if update is None or not _finite(update[0]):
             self._after_attempt(False, "the loss, gradient or update")
             if self.hyper_par["PRINT_LEVEL"] >= 1:
-                print("SGD: step rejected (non-finite loss, gradient or update); θ unchanged.")
+                print(f"{self._name}: step rejected (non-finite loss, gradient or update); θ unchanged.")
             return loss, grad, pred
+        theta_new, fields = update
         self.theta.set_value(theta_new, borrow=True)
-        st.velocity = velocity
+        for name, value in fields.items():
+            setattr(st, name, value)
         st.step = t
         st.history["loss"].append(loss)
         st.history["lr"].append(lr)
         st.history["rejected"].append(st.n_rejected)
         self._after_attempt(True)
         if self.hyper_par["PRINT_LEVEL"] >= 2:
-            print(f"SGD step {t}: loss {loss:.6g} lr {lr:.3g}")
+            print(f"{self._name} step {t}: loss {loss:.6g} lr {lr:.3g}")
         return loss, grad, pred
 
+    def _update(self, grad: np.ndarray, lr: float, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The new θ and the state fields that change with it, from a finite gradient (nothing is set yet)."""
+        velocity = (self.hyper_par["MOMENTUM"] * self.state.velocity + lr * grad).astype(self.dtype)
+        return self.theta.get_value() - velocity, {"velocity": velocity}
 
 class Adam(SGD):
     """Adam (Kingma & Ba 2015) with the ``SGD`` API: ``step(x, y) -> (loss, grad, pred)``.
@@ -1046,36 +1049,14 @@ class Adam(SGD):
     def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
         return {"WEIGHT_DECAY > 0 and not DECOUPLED": hp["WEIGHT_DECAY"] > 0 and not hp["DECOUPLED"]}
 
-    def step(self, x: Any, y: Any) -> tuple[float, np.ndarray, np.ndarray]:
-        """Take one Adam step; returns ``(loss, grad, pred)`` from before the update (see :meth:`SGN.step`)."""
-        x, y = self._check(x, y)
+    def _update(self, grad: np.ndarray, lr: float, t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         hp, st, dt = self.hyper_par, self.state, self.dtype
-        t = st.step + 1
-        lr = self.learning_rate(t)
-        out = SGDStepOutputs(*self._run(self._grad_fn, x, y))
-        loss, grad, pred = float(out.loss), out.grad, out.pred
-        theta_new = m = v = None
-        if _finite(loss, grad):
-            b1, b2 = hp["BETA1"], hp["BETA2"]
-            m = (b1 * st.m + (1 - b1) * grad).astype(dt)
-            v = (b2 * st.v + (1 - b2) * np.square(grad)).astype(dt)
-            theta = self.theta.get_value()
-            if hp["DECOUPLED"] and hp["WEIGHT_DECAY"] > 0:
-                theta = theta - lr * hp["WEIGHT_DECAY"] * self.decay_mask * theta
-            m_hat = m / (1 - b1 ** t)
-            v_hat = v / (1 - b2 ** t)
-            theta_new = (theta - lr * m_hat / (np.sqrt(v_hat) + hp["EPS"])).astype(dt)
-        if theta_new is None or not _finite(theta_new):
-            self._after_attempt(False, "the loss, gradient or update")
-            if hp["PRINT_LEVEL"] >= 1:
-                print("Adam: step rejected (non-finite loss, gradient or update); θ unchanged.")
-            return loss, grad, pred
-        self.theta.set_value(theta_new, borrow=True)
-        st.m, st.v, st.step = m, v, t
-        st.history["loss"].append(loss)
-        st.history["lr"].append(lr)
-        st.history["rejected"].append(st.n_rejected)
-        self._after_attempt(True)
-        if hp["PRINT_LEVEL"] >= 2:
-            print(f"Adam step {t}: loss {loss:.6g} lr {lr:.3g}")
-        return loss, grad, pred
+        b1, b2 = hp["BETA1"], hp["BETA2"]
+        m = (b1 * st.m + (1 - b1) * grad).astype(dt)
+        v = (b2 * st.v + (1 - b2) * np.square(grad)).astype(dt)
+        theta = self.theta.get_value()
+        if hp["DECOUPLED"] and hp["WEIGHT_DECAY"] > 0:
+            theta = theta - lr * hp["WEIGHT_DECAY"] * self.decay_mask * theta
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        return (theta - lr * m_hat / (np.sqrt(v_hat) + hp["EPS"])).astype(dt), {"m": m, "v": v}
