@@ -16,6 +16,7 @@ import sys
 
 from sgn import losses
 from sgn.datasets import load_mnist
+from sgn.distributed import world_rank
 from sgn.experiment import add_common_arguments, expected_errors, init_seed, run_experiment
 from sgn.models import ARCHITECTURES, load_architecture, vgg, vgg_nets
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run_experiment(args, data, build, {"model": "vgg", "conv_layers": arch["conv_layers"],
                                                 "mlp_layers": arch["mlp_layers"]})
     final = result["final"]
+    if world_rank() != 0:  # under mpiexec, rank 0 reports
+        return 0
     print(f"{args.solver} on {args.dataset}: train loss {final['train_loss']:.4g}, test loss "
           f"{final['test_loss']:.4g}, test acc {final['test_acc']:.4f} after {final['epoch']:g} epochs / "
           f"{final['seconds']:.1f} s")

@@ -16,6 +16,7 @@ import sys
 
 from sgn import losses
 from sgn.datasets import load_boston, load_mnist, load_sine
+from sgn.distributed import world_rank
 from sgn.experiment import add_common_arguments, expected_errors, init_seed, run_experiment
 from sgn.models import mlp, mlps
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run_experiment(args, data, build, {"model": "mlp"})
     final = result["final"]
+    if world_rank() != 0:  # under mpiexec, rank 0 reports
+        return 0
     extra = f", test acc {final['test_acc']:.4f}" if "test_acc" in final else ""
     print(f"{args.solver} on {args.dataset}: train loss {final['train_loss']:.4g}, test loss "
           f"{final['test_loss']:.4g}{extra} after {final['epoch']:g} epochs / {final['seconds']:.1f} s")

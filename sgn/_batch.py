@@ -25,7 +25,7 @@ def _check_finite(arr: np.ndarray, name: str, owner: str) -> None:
 
 
 def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,
-                output_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                output_size: int | None = None, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Validate a mini-batch and cast it to the dtypes of the symbolic inputs.
 
     Parameters
@@ -44,6 +44,8 @@ def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,
     output_size : int, optional
         The number of classes (or regression outputs), when known.  Class labels must
         be non-negative in any case.
+    allow_empty : bool
+        Accept a batch of 0 samples (a rank's empty shard of a data-parallel batch).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,
         raise ValueError(
             f"{owner}: x must have shape (n_samples, {', '.join(map(str, input_shape))}) for this "
             f"model; got {x.shape}.")
-    if x.shape[0] == 0:
+    if x.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{owner}: the batch is empty (x has shape {x.shape}).")
     if y.ndim != y_hat.ndim:
         raise ValueError(f"{owner}: y must have {y_hat.ndim} dimension(s) for this model; got shape "

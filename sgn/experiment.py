@@ -31,10 +31,13 @@ def expected_errors(prog: str) -> Iterator[None]:
     from ._validation import InvalidParameterError, UnknownParameterError
     from .checkpoint import CheckpointError
     from .datasets import DatasetError
-    try:
-        yield
-    except (DatasetError, InvalidParameterError, UnknownParameterError, CheckpointError) as exc:
-        raise SystemExit(f"{prog}: error: {exc}") from None
+    from .distributed import abort_on_error
+    # Under mpiexec, one rank's error (expected or not) ends every rank instead of leaving them waiting.
+    with abort_on_error():
+        try:
+            yield
+        except (DatasetError, InvalidParameterError, UnknownParameterError, CheckpointError) as exc:
+            raise SystemExit(f"{prog}: error: {exc}") from None
 
 
 def str2bool(text: str) -> bool:
@@ -156,6 +159,10 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
                    extra_config: dict[str, Any]) -> dict[str, Any]:
     """Train as the flags say and write ``<out>/results.json``.
 
+    Started by an MPI launcher with several processes (``mpiexec -n N``), it trains data-parallel:
+    ``--batch_size`` is the global batch, each rank computes on its slice, and rank 0 alone writes
+    ``results.json`` (its ``config`` records ``world_size``) and the checkpoints.
+
     Parameters
     ----------
     args : Namespace
@@ -175,9 +182,12 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     import pytensor
     import pytensor.tensor as pt
 
+    from .distributed import world_from_environment
     from .optimizers import SGD, SGN, Adam
     from .training import fit
 
+    comm = world_from_environment()
+    rank, world_size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     path = os.path.join(args.out, "results.json")
     if os.path.exists(path) and not (args.overwrite or args.resume):
         raise SystemExit(f"{path} exists; pass --overwrite to replace it")
@@ -189,13 +199,14 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     net, loss = build(X, y_hat)
     if args.solver == "SGN":
         hyper = sgn_hyper_par(args)
-        opt = SGN(X, y_hat, net, loss, hyper)
+        opt = SGN(X, y_hat, net, loss, hyper, comm=comm)
     elif args.solver == "Adam":
         hyper = adam_hyper_par(args)
-        opt = Adam(X, y_hat, net, loss, hyper)
+        opt = Adam(X, y_hat, net, loss, hyper, comm=comm)
     else:
         hyper = sgd_hyper_par(args)
-        opt = SGD(X, y_hat, net, loss, hyper)
+        opt = SGD(X, y_hat, net, loss, hyper, comm=comm)
+    blas_threads = _threads_per_rank(comm) if comm is not None else None
     start = time.perf_counter()
     timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=args.epochs,
                    batch_size=args.batch_size, time_budget=args.time_budget,
@@ -207,7 +218,11 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     config = {**vars(args), **extra_config, "hyper_par": hyper, "n_params": net.n_params,
               "sgn_version": __version__,
               "wall_seconds": time.perf_counter() - start, "machine": platform.machine(),
-              "processor": platform.processor(), "cpus": os.cpu_count()}
+              "processor": platform.processor(), "cpus": os.cpu_count(), "world_size": world_size}
+    if blas_threads is not None:
+        config["blas_threads_per_rank"] = blas_threads
+    if rank != 0:  # rank 0 writes and reports; every rank returns the same result
+        return {"config": config, "timeline": timeline, "final": timeline[-1]}
     result = {"config": config, "timeline": timeline, "final": timeline[-1]}
     if args.solver == "SGN":
         result["damping"] = step_damping_stats(opt.history["rho"], opt.history["alpha"], hyper["DAMP_RHO_MIN"])
@@ -223,6 +238,21 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
               f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",
               file=sys.stderr)
     return result
+
+
+def _threads_per_rank(comm: Any) -> int | str:
+    """Limit the BLAS of each rank to its share of this machine's cores (ranks on one machine would
+    otherwise each start a thread per core), unless the user chose a thread count by environment
+    variable.  Returns the count, or "user" when left alone."""
+    if any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        return "user"
+    from mpi4py import MPI
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    threads = max(1, (os.cpu_count() or 1) // local.Get_size())
+    local.Free()
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=threads, user_api="blas")  # the optimizer compiled: its BLAS is loaded
+    return threads
 
 
 def _json_scalar(value: Any) -> Any:

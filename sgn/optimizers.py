@@ -270,7 +270,7 @@ class _Optimizer:
 
     _name = "optimizer"
 
-    def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any, mode: Any) -> None:
+    def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any, mode: Any, comm: Any = None) -> None:
         from sgn.models import check_model
         check_model(net, X, y_hat, obj_fun, self._name)  # the model contract (sgn.models.Model), once
         theta = net.theta
@@ -289,6 +289,10 @@ class _Optimizer:
             obj_fun = pt.cast(obj_fun, self.dtype)
             self.obj_fun = obj_fun
         self.mode = resolve_mode(mode, conv=has_conv_ops(obj_fun))
+        self.comm = comm
+        self._group = None
+        if comm is not None:
+            self._group = self._data_parallel(comm)
         self.pred_sym = getattr(net, "pred_sym", net.out_sym)
         # The objective: the loss, plus lambda/2 |mask * theta|^2 when WEIGHT_DECAY > 0.  lambda is
         # a shared scalar, so reset() can change it without compiling again; with
@@ -305,6 +309,32 @@ class _Optimizer:
         self._cost_fn = None
         self._gnvp_fn = None
         self.compile_seconds = 0.0
+
+    def _data_parallel(self, comm: Any) -> Any:
+        """The :class:`sgn.distributed.DataParallel` of ``comm``, after checking that every rank
+        builds the same optimizer; θ₀ becomes rank 0's."""
+        from .distributed import DataParallel
+        if is_jax(self.mode) or "numba" in type(getattr(self.mode, "linker", None)).__name__.lower():
+            raise InvalidParameterError(
+                f"{self._name}: comm= needs the C backend (mode None or 'c'): its reductions are a "
+                f"Python Op inside the compiled graph, which the JAX and Numba backends cannot compile.")
+        group = DataParallel(comm, self.dtype, self._name)
+        group.agree({"n_params": self.n_params, "dtype": self.dtype, "hyper_par": jsonable(self.hyper_par)},
+                    "the model or hyper_par")
+        self.theta.set_value(group.broadcast_array(self.theta.get_value()))
+        return group
+
+    def _shard_mean(self, *xs: Any) -> Any:
+        """Global means over the ranks' shards of symbolic per-shard means (``xs`` as they are
+        without ``comm``); a tuple for several."""
+        if self._group is None:
+            return xs if len(xs) > 1 else xs[0]
+        return self._group.shard_mean(*xs)
+
+    @property
+    def reduction_stats(self) -> Any:
+        """With ``comm``: :class:`sgn.distributed.ReductionStats` (calls, bytes, seconds) so far; else None."""
+        return None if self._group is None else self._group.stats
 
     def _decay_mask(self, net: Any) -> np.ndarray:
         """The model's ``decay_mask()`` (weights 1, biases 0), or every coordinate when it has none."""
@@ -329,6 +359,9 @@ class _Optimizer:
         start = time.perf_counter()
         fn = pytensor.function(inputs, outputs, mode=self.mode, on_unused_input="ignore", **kwargs)
         self.compile_seconds += time.perf_counter() - start
+        if self._group is not None:
+            from .distributed import check_collective_order
+            check_collective_order(fn)
         if _compiles_on_first_call(self.mode):
             return _FirstCallTimed(fn, self)
         return fn
@@ -347,7 +380,12 @@ class _Optimizer:
                 f"so that labels are checked before anything runs.") from None
 
     def _check(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        return check_batch(self.net, self.X, self.y_hat, x, y, self._name, self.output_size)
+        """The batch validated and cast; with ``comm``, this rank's shard, checked on all ranks at
+        once (a bad shard anywhere raises everywhere) and its share of the global batch set."""
+        if self._group is None:
+            return check_batch(self.net, self.X, self.y_hat, x, y, self._name, self.output_size)
+        return self._group.check_shard(
+            lambda: check_batch(self.net, self.X, self.y_hat, x, y, self._name, self.output_size, allow_empty=True))
 
     def cost(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
         """Loss and prediction on a batch at the current θ, without changing anything.
@@ -368,7 +406,7 @@ class _Optimizer:
         """
         x, y = self._check(x, y)
         if self._cost_fn is None:
-            self._cost_fn = self._function([self.X, self.y_hat], [self.obj_fun, self.pred_sym])
+            self._cost_fn = self._function([self.X, self.y_hat], [self._shard_mean(self.obj_fun), self.pred_sym])
         loss, pred = self._run(self._cost_fn, x, y)
         return float(loss), pred
 
@@ -392,7 +430,7 @@ class _Optimizer:
         v = check_vector(v, self.n_params, self.dtype, "v", self._name)
         if self._gnvp_fn is None:
             v_sym = pt.vector("v", dtype=self.dtype)
-            gv = gauss_newton_product(self.net.out_sym, self.theta, self.obj_fun, v_sym)
+            gv = self._shard_mean(gauss_newton_product(self.net.out_sym, self.theta, self.obj_fun, v_sym))
             if self._weight_decay is not None:
                 gv = gv + self._penalty_product(v_sym)
             self._gnvp_fn = self._function([self.X, self.y_hat, v_sym], gv)
@@ -417,7 +455,12 @@ class _Optimizer:
         return _state_dict(self.theta.get_value(), self.hyper_par, self.state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (θ included); nothing changes if a value is malformed."""
+        """Restore what :meth:`state_dict` returned (θ included); nothing changes if a value is malformed.
+
+        With ``comm``, rank 0's ``state`` is restored on every rank (the others' are ignored).
+        """
+        if self._group is not None:
+            state = self._group.from_root(lambda: state)
         theta = check_vector(state["theta"], self.n_params, self.dtype, "state['theta']", self._name)
         history = {**{k: [None] * len(next(iter(state["history"].values()), [])) for k in self.state.history},
                    **state["history"]}  # a key added since the state was saved: unknown for its old steps
@@ -491,7 +534,10 @@ class _Optimizer:
                     model=jsonable(self._model_description()), extra=jsonable(dict(extra or {})))
         for key, value in (extra_arrays or {}).items():
             arrays["extra__" + key] = np.asarray(value)
-        save_checkpoint(path, arrays, meta)
+        if self._group is None:
+            save_checkpoint(path, arrays, meta)
+        else:  # every rank holds the same state: rank 0 writes, and a failure is raised on all
+            self._group.from_root(lambda: save_checkpoint(path, arrays, meta))
 
     def load(self, path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Restore θ and the optimizer state saved by :meth:`save`.
@@ -513,7 +559,10 @@ class _Optimizer:
             another format version, or was saved by another optimizer class,
             model, parameter count, dtype or hyperparameters.
         """
-        arrays, meta = load_checkpoint(path)
+        if self._group is None:
+            arrays, meta = load_checkpoint(path)
+        else:  # rank 0 reads the file; every rank checks and restores the same state
+            arrays, meta = self._group.from_root(lambda: load_checkpoint(path))
 
         def mismatch(what: str, saved: Any, here: Any) -> CheckpointError:
             return CheckpointError(f"checkpoint {str(path)!r} does not match this optimizer: {what} is "
@@ -679,7 +728,7 @@ class SGN(_Optimizer):
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
-                 cg_unroll_max: int = CG_UNROLL_MAX) -> None:
+                 cg_unroll_max: int = CG_UNROLL_MAX, comm: Any = None) -> None:
         hp = self._validate_hyper_par(hyper_par)
         if not (isinstance(cg_unroll_max, int) and not isinstance(cg_unroll_max, bool) and cg_unroll_max >= 0):
             raise InvalidParameterError(
@@ -687,7 +736,7 @@ class SGN(_Optimizer):
                 f"Got {cg_unroll_max!r} instead.")
         self.hyper_par = hp
         self.cg_unroll_max = cg_unroll_max
-        super().__init__(X, y_hat, net, obj_fun, mode)
+        super().__init__(X, y_hat, net, obj_fun, mode, comm)
         self.state = self._fresh_state()
         self._build()
 
@@ -737,6 +786,10 @@ class SGN(_Optimizer):
         # G is built from the data loss (obj_fun); the objective adds the penalty, whose exact
         # curvature lambda * mask joins G in damped_product.
         out, theta, data_loss, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.objective, self.grad_sym
+        # With comm, the global loss and gradient (one reduction); every value after depends on them.
+        loss_local = loss
+        if self._group is not None:
+            loss, g = self._shard_mean(loss, g)
         rho = pt.scalar("rho", dtype=dt)
         n_cg = pt.iscalar("n_cg")
         m_prev = pt.vector("m_prev", dtype=dt)
@@ -756,7 +809,7 @@ class SGN(_Optimizer):
         loss_grad_out = output_loss_gradient(data_loss, out)
 
         def damped_product(p):
-            gp = gauss_newton_product(out, theta, data_loss, p, loss_grad_out)
+            gp = self._shard_mean(gauss_newton_product(out, theta, data_loss, p, loss_grad_out))
             if self._weight_decay is not None:
                 gp = gp + self._penalty_product(p)
             return gp + rho * p
@@ -793,7 +846,7 @@ class SGN(_Optimizer):
                 by_graph[static_steps] = compile_step(static_steps)
             self._step_fns[count] = by_graph[static_steps]
         theta_trial = pt.vector("theta_trial", dtype=dt)
-        self._loss_at_fn = self._function([theta_trial, self.X, self.y_hat], loss,
+        self._loss_at_fn = self._function([theta_trial, self.X, self.y_hat], self._shard_mean(loss_local),
                                           givens={theta: theta_trial})
 
     # -- the step ---------------------------------------------------------------------------------
@@ -946,12 +999,12 @@ class SGD(_Optimizer):
     _CONSTRAINTS, _DEFAULTS = SGD_CONSTRAINTS, SGD_DEFAULTS
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
-                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None) -> None:
+                 hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *, comm: Any = None) -> None:
         self.hyper_par = self._validate_hyper_par(hyper_par)
-        super().__init__(X, y_hat, net, obj_fun, mode)
+        super().__init__(X, y_hat, net, obj_fun, mode, comm)
         self.state = self._fresh_state()
-        self._grad_fn = self._function([self.X, self.y_hat],
-                                       list(SGDStepOutputs(self.objective, self.grad_sym, self.pred_sym)))
+        loss, grad = self._shard_mean(self.objective, self.grad_sym)
+        self._grad_fn = self._function([self.X, self.y_hat], list(SGDStepOutputs(loss, grad, self.pred_sym)))
 
     @classmethod
     def _validate_hyper_par(cls, hyper_par: Mapping[str, Any] | None) -> dict[str, Any]:

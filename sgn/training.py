@@ -2,6 +2,11 @@
 
 Used by the example scripts and the demo.  Evaluation time is not counted as
 training time, so curves against seconds compare optimizers fairly.
+
+With an optimizer built with ``comm=`` (data-parallel on MPI), every rank calls :func:`fit` with
+the whole dataset and the same seed: each takes its slice (:func:`sgn.distributed.shard_slice`) of
+every global batch of the same shuffled order, rank 0's clock decides when to record and stop, and
+only rank 0 shows the progress bar.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import Interval, check_value
+from .distributed import shard_slice
 from .optimizers import NonFiniteStepError
 
 __all__ = ["evaluate", "fit"]
@@ -22,7 +28,8 @@ def evaluate(opt: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 10000) ->
 
     Parameters
     ----------
-    opt : SGN or SGD
+    opt : SGN, SGD or Adam
+        With ``comm``, every rank passes the whole split and evaluates its slice of each chunk.
     x, y : ndarray
         A dataset split; evaluated in chunks of ``batch_size`` samples.
 
@@ -32,13 +39,20 @@ def evaluate(opt: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 10000) ->
         ``{"loss": float}``, plus ``"acc"`` (fraction correct) when the targets are class indices.
     """
     total, correct, n = 0.0, 0, len(x)
+    comm = getattr(opt, "comm", None)
     classification = np.asarray(y).dtype.kind in "iu" and np.asarray(y).ndim == 1
     for i in range(0, n, batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        size = len(xb)
+        if comm is not None:  # opt.cost reduces the loss over the ranks' slices
+            part = shard_slice(size, comm.Get_rank(), comm.Get_size())
+            xb, yb = xb[part], yb[part]
         loss, pred = opt.cost(xb, yb)
-        total += loss * len(xb)
+        total += loss * size
         if classification:
             correct += int(np.sum(pred == yb))
+    if comm is not None and classification:
+        correct = comm.allreduce(correct)
     out = {"loss": total / n}
     if classification:
         out["acc"] = correct / n
@@ -54,8 +68,9 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
 
     Parameters
     ----------
-    opt : SGN or SGD
-        The optimizer (its model is trained in place).
+    opt : SGN, SGD or Adam
+        The optimizer (its model is trained in place).  With ``comm``, data-parallel: see the
+        module's docstring.
     x_train, y_train, x_test, y_test : ndarray
         The data splits.
     epochs : int
@@ -100,6 +115,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         check_value("checkpoint_every", checkpoint_every, Interval("int", 1, None), "fit")
         if checkpoint_path is None:
             raise ValueError("fit: checkpoint_every needs a checkpoint_path")
+    comm = getattr(opt, "comm", None)
+    rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     rng = np.random.default_rng(seed)
     n = len(x_train)
     steps_per_epoch = -(-n // batch_size)
@@ -131,7 +148,7 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         record(0)
         pos["next_eval"] = eval_every if eval_every else None
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm.auto import tqdm
         # With a time budget the bar counts training seconds, otherwise steps.
         total = float(time_budget) if time_budget is not None else epochs * steps_per_epoch
@@ -147,16 +164,18 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
             perm = rng.permutation(n)
         while pos["start"] < n:
             idx = perm[pos["start"]:pos["start"] + batch_size]
+            mine = idx[shard_slice(len(idx), rank, world)] if comm is not None else idx
             t0 = time.perf_counter()
             try:
-                loss = opt.step(x_train[idx], y_train[idx])[0]
+                loss = opt.step(x_train[mine], y_train[mine])[0]
             except NonFiniteStepError as exc:
-                # A diverged run is a result, not a crash: keep its timeline and say so.
-                pos["seconds"] += time.perf_counter() - t0
+                # A diverged run is a result, not a crash: keep its timeline and say so.  (With comm
+                # every rank raises it at the same step: the decision is taken on reduced values.)
+                pos["seconds"] += _elapsed(t0, comm)
                 pos["diverged"] = str(exc)
                 out_of_time = True
                 break
-            pos["seconds"] += time.perf_counter() - t0
+            pos["seconds"] += _elapsed(t0, comm)
             pos["iteration"] += 1
             pos["start"] += len(idx)
             if bar is not None:
@@ -190,3 +209,9 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     if bar is not None:
         bar.close()
     return pos["timeline"]
+
+
+def _elapsed(t0: float, comm: Any) -> float:
+    """Seconds since ``t0``; with ``comm``, rank 0's, so that every rank takes the same decisions."""
+    seconds = time.perf_counter() - t0
+    return seconds if comm is None else comm.bcast(seconds, root=0)
