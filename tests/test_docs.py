@@ -29,11 +29,12 @@ def test_sphinx_build_has_no_warnings(tmp_path):
                            str(tmp_path / "html")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for page in ("index", "installation", "method", "hyperparameters", "models", "datasets", "examples",
-                 "results", "performance", "differences", "api"):
+                 "results", "performance", "differences", "distributed", "api"):
         assert (tmp_path / "html" / f"{page}.html").is_file(), page
     api = (tmp_path / "html" / "api.html").read_text(encoding="utf-8")
     for name in ("sgn.SGN.step", "sgn.SGD", "sgn.models.mlp", "sgn.models.vgg", "sgn.datasets.load_cifar10",
-                 "sgn.gauss_newton.gauss_newton_product", "sgn.cg.conjugate_gradient"):
+                 "sgn.gauss_newton.gauss_newton_product", "sgn.cg.conjugate_gradient",
+                 "sgn.distributed.shard_slice"):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
 
 
@@ -69,6 +70,10 @@ def test_python_snippets_run(page, tmp_path, monkeypatch, capsys):
         # The quickstart trains the paper's MNIST MLP for three epochs: it must actually learn.
         assert namespace["accuracy"] > 0.9, out
         assert out.count("test accuracy") == 3
+    if os.path.basename(page) == "distributed.md":  # one process: COMM_WORLD has one rank
+        opt, h = namespace["opt"], namespace["opt"].history
+        calls = sum(1 + c + e for c, e in zip(h["max_cg_iters"], h["ls_evals"]))
+        assert opt.reduction_stats.calls == calls and f"after 5 steps, {calls} all-reduces" in out, out
     if os.path.basename(page) == "models.md":
         assert "16750" in out and "44426" in out
 
