@@ -5,9 +5,9 @@ global batch and world size, alternating round by round so all see the same mach
 rank runs one BLAS thread, pinned to its own core.  The data are random images / vectors of the
 real shapes (seeded).  Each timed step starts from the initial optimizer state (θ₀, ρ₀), restored
 untimed before it, so every launch times the same step: the same CG and line-search work on 1 and
-2 ranks (the summary lists both counts).  A third launch per round, "2x1", runs two independent one-process copies side by side,
-each on half the batch with no communication: the best two ranks can do on this machine, whose
-two cores slow each other down when both compute.  Then it fits the scaling model of
+2 ranks (the summary lists both counts).  A third launch per round, "2x1", runs two independent
+one-process copies side by side, each on half the batch with no communication: the best two ranks
+can do on this machine, whose two cores slow each other down when both compute.  Then it fits the scaling model of
 docs/performance.md and draws its extrapolation to 8-512 ranks::
 
     python examples/benchmarks/bench_mpi.py --out results/bench_mpi          # about 6 min here
