@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_BUDGET ?= 6
-# pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles. Each worker has its own
-# PyTensor compile cache (tests/conftest.py says why) and a test file's tests stay on one worker.
+# pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles. Three workers keep two
+# cores busy while one waits on gcc (PyTensor compiles one module at a time per cache): 647-692 s
+# against 819 s for two, cold, on a fresh clone (sgn 0.3.0). A cache per worker, measured too, was
+# slower (857 s, 0.4.0): every worker compiles the common modules again.
 PYTEST_WORKERS ?= 3
 
 .PHONY: install demo test lint docs clean
@@ -21,7 +23,7 @@ demo: $(VENV)/.sgn-demo
 	$(PY) examples/demo.py --budget $(DEMO_BUDGET) --out demo_output
 
 test: $(VENV)/.sgn-test
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 # ruff's rules are in pyproject.toml ([tool.ruff]).
 lint: $(VENV)/.sgn-lint

@@ -244,7 +244,44 @@ def main(argv: list[str] | None = None) -> int:
     damping = damping_table(runs)
     if damping:
         print(damping)
+    if not args.no_figures:
+        for folder in args.folders:
+            steps_path = os.path.join(folder, "diagnostics.jsonl")
+            if os.path.isfile(steps_path):
+                name = f"{os.path.basename(os.path.normpath(folder))}_diagnostics.{args.format}"
+                plot_diagnostics(steps_path, os.path.join(args.out, name))
     return 0
+
+
+def plot_diagnostics(path: str, out: str) -> None:
+    """ρ, CG iterations and the reduction ratio against steps, from a run's ``diagnostics.jsonl``
+    (``--diagnostics``)."""
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(path, encoding="utf-8") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    steps = [r["step"] for r in records]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    axes[0].semilogy(steps, [r["rho"] for r in records], lw=0.8)
+    axes[0].set_ylabel("ρ")
+    axes[1].plot(steps, [r["cg_iters"] for r in records], lw=0.8, label="CG iterations")
+    axes[1].plot(steps, [r["max_cg_iters"] for r in records], lw=0.8, ls="--", label="budget")
+    axes[1].set_ylabel("CG iterations")
+    axes[1].legend(fontsize=8)
+    ratios = [r["ratio"] if r["ratio"] is not None else float("nan") for r in records]
+    axes[2].plot(steps, ratios, ".", ms=2)
+    axes[2].axhline(1.0, color="grey", lw=0.6)
+    axes[2].set_ylabel("reduction ratio")
+    axes[2].set_xlabel("step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(os.path.basename(os.path.dirname(os.path.abspath(path))), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
 
 
 def _write_summary(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ import pytensor.tensor as pt
 from pytensor.scan.utils import until
 from pytensor.tensor.variable import TensorVariable
 
-__all__ = ["CGResult", "conjugate_gradient"]
+__all__ = ["cg_stop_reason", "CGResult", "conjugate_gradient"]
 
 
 class CGResult(NamedTuple):
@@ -144,3 +144,29 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
     r = pt.switch(init_done, b, r)
     n_iter = pt.switch(init_done, 0, n_run)
     return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)))
+
+
+def cg_stop_reason(n_iter: int, max_iter: int, residual_norm: float, tol: float) -> str:
+    """Why :func:`conjugate_gradient` stopped, from what it returns.
+
+    Parameters
+    ----------
+    n_iter : int
+        Iterations it ran (``CGResult.n_iter``).
+    max_iter : int
+        Its budget.
+    residual_norm : float
+        ``max |r|`` at the returned x (``CGResult.residual_norm``).
+    tol : float
+        Its tolerance.
+
+    Returns
+    -------
+    {"tolerance", "budget", "breakdown"}
+        ``"tolerance"``: ``max |r| <= tol``; ``"budget"``: all ``max_iter`` iterations ran;
+        ``"breakdown"``: it stopped early on a direction without positive curvature
+        (``pᵀAp`` not > 0), from which CG cannot go on.
+    """
+    if residual_norm <= tol:
+        return "tolerance"
+    return "breakdown" if n_iter < max_iter else "budget"

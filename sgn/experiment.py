@@ -21,7 +21,7 @@ from .optimizers import SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
-           "expected_errors"]
+           "expected_errors", "StepLog"]
 
 
 @contextlib.contextmanager
@@ -116,6 +116,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--out", default="results/run", help="output folder for results.json")
     a("--per_step", action="store_true",
       help="also write SGN's per-step rho and alpha lists to results.json (about 2 MB per 100,000 steps)")
+    a("--diagnostics", action="store_true",
+      help="SGN: write <out>/diagnostics.jsonl, one JSON line per step (rho, ratio, alpha, CG iterations and why "
+           "CG stopped, residual, model decrease, line-search evaluations, seconds by part)")
     a("--overwrite", action="store_true", help="replace an existing results.json")
 
 
@@ -207,12 +210,18 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         hyper = sgd_hyper_par(args)
         opt = SGD(X, y_hat, net, loss, hyper, comm=comm)
     blas_threads = _threads_per_rank(comm) if comm is not None else None
+    diagnostics = None
+    if getattr(args, "diagnostics", False) and args.solver == "SGN" and rank == 0:
+        diagnostics = StepLog(os.path.join(args.out, "diagnostics.jsonl"), resuming=bool(args.resume))
+        opt.callback = diagnostics.write
     start = time.perf_counter()
     timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=args.epochs,
                    batch_size=args.batch_size, time_budget=args.time_budget,
                    eval_every=args.eval_every if args.eval_every > 0 else None, seed=args.seed,
                    progress=args.verbose > 0, label=f"{args.solver}", checkpoint_every=args.checkpoint_every,
                    checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume)
+    if diagnostics is not None:
+        diagnostics.close()
     from . import __version__
 
     config = {**vars(args), **extra_config, "hyper_par": hyper, "n_params": net.n_params,
@@ -238,6 +247,36 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
               f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",
               file=sys.stderr)
     return result
+
+
+class StepLog:
+    """SGN's per-step records as JSON lines, one per accepted step, written as they come.
+
+    A crashed run keeps every line written so far.  When resuming, the lines of steps after the
+    checkpoint (taken again by the resumed run) are dropped at the first new step.  NaN (the ratio
+    without a trust region) is written as null.
+    """
+
+    def __init__(self, path: str, resuming: bool = False) -> None:
+        self.path, self.resuming = path, resuming
+        self._fh = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            keep = []
+            if self.resuming and os.path.exists(self.path):
+                with open(self.path, encoding="utf-8") as fh:
+                    keep = [line for line in fh if line.strip() and json.loads(line).get("step", 0) < record["step"]]
+            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open across steps
+            self._fh.writelines(keep)
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
+        self._fh.write(json.dumps(clean, default=_json_scalar) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def _threads_per_rank(comm: Any) -> int | str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +28,7 @@ from pytensor.gradient import grad as pt_grad
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
 from .backends import has_conv_ops, is_jax, resolve_mode
-from .cg import conjugate_gradient
+from .cg import cg_stop_reason, conjugate_gradient
 from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
@@ -37,7 +37,7 @@ from .retry import attempt_rho, next_attempt
 from .schedules import scheduled_value
 
 __all__ = ["SGN", "SGD", "Adam", "NonFiniteStepError", "SGN_DEFAULTS", "SGD_DEFAULTS", "ADAM_DEFAULTS", "SGNState",
-           "SGDState", "AdamState", "SGNStepOutputs", "SGDStepOutputs", "CG_UNROLL_MAX"]
+           "SGDState", "AdamState", "SGNStepOutputs", "SGDStepOutputs", "CG_UNROLL_MAX", "CG_STOPS"]
 
 
 class NonFiniteStepError(FloatingPointError):
@@ -218,7 +218,11 @@ def _load_state(state: Any, given: Mapping[str, Any], n_params: int, dtype: str,
 
 # SGN.history's keys, one value per accepted step.
 _SGN_HISTORY = ("loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ls_success", "ratio",
-                "rejected")
+                "rejected", "cg_stop", "g_dot_delta", "delta_a_delta", "predicted", "seconds_products",
+                "seconds_line_search", "seconds_other")
+#: Why CG stopped (history's ``cg_stop``; :func:`sgn.cg.cg_stop_reason`): its iteration budget,
+#: the residual tolerance CG_TOL, or a direction of no positive curvature (pᵀ(G+ρI)p not > 0).
+CG_STOPS = ("budget", "tolerance", "breakdown")
 
 
 def _finite(*values: Any) -> bool:
@@ -392,6 +396,7 @@ class _Optimizer:
 
         The loss is ``obj_fun``, the data term: the weight-decay penalty, which :meth:`step`'s
         loss includes, is left out (an evaluation on held-out data reports the data loss).
+        With ``comm``, ``(x, y)`` is this rank's shard and the loss is the global mean.
 
         Parameters
         ----------
@@ -414,7 +419,8 @@ class _Optimizer:
         """Undamped mini-batch Gauss–Newton product ``G v = Jᵀ H J v`` (paper, eq. 13).
 
         With ``WEIGHT_DECAY`` = λ > 0, ``G`` is the objective's: ``Jᵀ H J + λ diag(mask)``, the
-        penalty's exact Hessian added on the weights (``net.decay_mask()``).
+        penalty's exact Hessian added on the weights (``net.decay_mask()``).  With ``comm``,
+        ``(x, y)`` is this rank's shard and ``G`` the global batch's.
 
         Parameters
         ----------
@@ -649,6 +655,18 @@ class SGN(_Optimizer):
         instead of a ``scan`` (default :data:`CG_UNROLL_MAX`, 5; 0: every loop a scan).
         A scan costs about 100–150 µs per call whatever its length; an unrolled loop
         compiles more slowly the longer it is.  The JAX backend unrolls every count.
+    callback : callable, keyword-only, optional
+        Called after each accepted step with a dict: ``step`` (its number) and the step's
+        :attr:`history` entries.
+    comm : mpi4py.MPI.Intracomm, keyword-only, optional
+        Train data-parallel on the communicator's ranks (C backend; docs/distributed.md).
+        Every rank builds the same optimizer and passes its shard of each global batch to
+        :meth:`step`, :meth:`cost` and :meth:`gn_vector_product`; the loss, gradient, every
+        G·v in CG and every line-search loss are exact global means (weighted by shard size,
+        one ``MPI_Allreduce`` each, inside the compiled step), so every rank takes the step
+        one process takes on the whole batch.  θ₀ and loaded states come from rank 0, which
+        alone writes :meth:`save`'s file.  ``pred`` stays this rank's.  None (default): one
+        process.
 
     Attributes
     ----------
@@ -662,15 +680,23 @@ class SGN(_Optimizer):
         ``n_rejected``; :mod:`sgn.retry`) and ``history``.
     history : dict of lists
         Per accepted step: ``loss``, ``rho``, ``alpha``, ``cg_iters``,
-        ``max_cg_iters``, ``cg_residual``, ``ls_evals`` and ``ls_success`` (the line
+        ``max_cg_iters``, ``cg_residual`` (max |r| at the returned direction), ``cg_stop``
+        (why CG stopped: one of :data:`CG_STOPS`), ``ls_evals`` and ``ls_success`` (the line
         search's loss evaluations and whether it met the Armijo condition; None without
-        ``LS``), ``ratio``; and ``rejected``, the number of rejected attempts before it.
+        ``LS``), ``ratio`` (the trust region's reduction ratio; NaN without ``TR``),
+        ``g_dot_delta`` (gᵀΔ), ``delta_a_delta`` (Δᵀ(G+ρI)Δ), ``predicted`` (the quadratic
+        model's change of the loss at the accepted step, α gᵀΔ + ½ α² Δᵀ(G+ρI)Δ), the
+        seconds spent in the compiled gradient and CG (``seconds_products``), in the line
+        search and trust-region losses (``seconds_line_search``) and in the rest of the step
+        (``seconds_other``); and ``rejected``, the number of rejected attempts before it.
     damp_rho, alpha, max_cg_iters : list
         Original package's names for ``history['rho']``, ``['alpha']``, ``['max_cg_iters']``.
     compile_seconds : float
         Seconds spent building the compiled functions.  On the Numba and JAX backends,
         which compile a function's code at its first call, it includes each function's
         first call (one evaluation with it).
+    reduction_stats : sgn.distributed.ReductionStats or None
+        With ``comm``: the all-reduces so far (calls, bytes, seconds).
 
     Raises
     ------
@@ -728,14 +754,19 @@ class SGN(_Optimizer):
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
-                 cg_unroll_max: int = CG_UNROLL_MAX, comm: Any = None) -> None:
+                 cg_unroll_max: int = CG_UNROLL_MAX, comm: Any = None,
+                 callback: Callable[[dict[str, Any]], None] | None = None) -> None:
         hp = self._validate_hyper_par(hyper_par)
         if not (isinstance(cg_unroll_max, int) and not isinstance(cg_unroll_max, bool) and cg_unroll_max >= 0):
             raise InvalidParameterError(
                 f"The 'cg_unroll_max' parameter of SGN must be an int >= 0 (0: every CG loop a scan). "
                 f"Got {cg_unroll_max!r} instead.")
+        if callback is not None and not callable(callback):
+            raise InvalidParameterError(
+                f"The 'callback' parameter of SGN must be a callable or None. Got {callback!r} instead.")
         self.hyper_par = hp
         self.cg_unroll_max = cg_unroll_max
+        self.callback = callback
         super().__init__(X, y_hat, net, obj_fun, mode, comm)
         self.state = self._fresh_state()
         self._build()
@@ -883,6 +914,7 @@ class SGN(_Optimizer):
             After ``MAX_REJECTED_STEPS`` consecutive non-finite steps.
         """
         x, y = self._check(x, y)
+        started = time.perf_counter()
         hp, dt, st = self.hyper_par, self.dtype, self.state
         t = st.step + 1
         n_cg = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
@@ -890,8 +922,10 @@ class SGN(_Optimizer):
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
+        before_products = time.perf_counter()
         out = SGNStepOutputs(*self._run(self._step_fns[n_cg], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
                                                    np.asarray(beta, dt), np.asarray(bias, dt)))
+        seconds_products = time.perf_counter() - before_products
         loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
         g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)
         if not _finite(loss, grad, delta, g_dot_delta, delta_a_delta):
@@ -905,11 +939,13 @@ class SGN(_Optimizer):
         # The full step α = ALPHA is tried first: the line search starts there, and the
         # trust-region rule judges the quadratic model by it (see TR_RATIO).
         alpha, ls_evals, ls_success, ratio = hp["ALPHA"], 0, None, math.nan
+        before_line_search = time.perf_counter()
         trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] else None
         if hp["LS"]:
             result = backtracking_armijo(loss_at, loss, g_dot_delta, alpha, hp["C_LS"], hp["RHO_LS"],
                                          hp["MAX_LS_ITERS"], phi_alpha0=trial_loss)
             alpha, new_loss, ls_evals, ls_success = result.alpha, result.value, result.n_evals, result.success
+        seconds_line_search = time.perf_counter() - before_line_search
         theta_new = (theta0 + alpha * delta).astype(dt)
         if not _finite(theta_new) or (new_loss is not None and not math.isfinite(new_loss)):
             return self._reject_step("the updated θ or its loss", loss, grad, pred)
@@ -928,12 +964,19 @@ class SGN(_Optimizer):
         st.m = np.asarray(out.grad_average, dtype=dt) if beta > 0 else st.m
         st.step = t
         cg_iters, cg_residual = int(out.cg_iters), float(out.cg_residual)
+        cg_stop = cg_stop_reason(cg_iters, n_cg, cg_residual, hp["CG_TOL"])
         record = {"loss": loss, "rho": rho, "alpha": alpha, "cg_iters": cg_iters, "max_cg_iters": n_cg,
                   "cg_residual": cg_residual, "ls_evals": ls_evals, "ls_success": ls_success, "ratio": ratio,
-                  "rejected": st.n_rejected}
+                  "rejected": st.n_rejected, "cg_stop": cg_stop, "g_dot_delta": g_dot_delta,
+                  "delta_a_delta": delta_a_delta,
+                  "predicted": alpha * g_dot_delta + 0.5 * alpha * alpha * delta_a_delta,
+                  "seconds_products": seconds_products, "seconds_line_search": seconds_line_search}
+        record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
         for key in _SGN_HISTORY:
             st.history[key].append(record[key])
         self._after_attempt(True)
+        if self.callback is not None:
+            self.callback({"step": t, **record})
         if hp["PRINT_LEVEL"] >= 2:
             print(f"SGN step {t}: loss {loss:.6g} |g| {np.linalg.norm(grad):.3g} rho {rho:.3g} "
                   f"CG {cg_iters}/{n_cg} res {cg_residual:.3g} alpha {alpha:.3g}"
@@ -975,8 +1018,9 @@ class SGD(_Optimizer):
 
     Parameters
     ----------
-    X, y_hat, net, obj_fun, mode
-        As for :class:`SGN`.
+    X, y_hat, net, obj_fun, mode, comm
+        As for :class:`SGN` (with ``comm``, the loss and gradient are reduced: one all-reduce
+        per step).
     hyper_par : dict, optional
         UPPERCASE keys of :data:`SGD_DEFAULTS`: ``SCHEDULER`` (const | linear |
         cos | step), ``MOMENTUM``, ``LR0``, ``LR_K`` (final rate and floor), ``K``,
@@ -1073,8 +1117,8 @@ class Adam(SGD):
 
     Parameters
     ----------
-    X, y_hat, net, obj_fun, mode
-        As for :class:`SGN`.
+    X, y_hat, net, obj_fun, mode, comm
+        As for :class:`SGN` (``comm`` as for :class:`SGD`).
     hyper_par : dict, optional
         UPPERCASE keys of :data:`ADAM_DEFAULTS`: SGD's schedule keys (``SCHEDULER``, ``LR0``,
         ``LR_K``, ``K``, ``STEP``, ``REDUCTION``), ``BETA1``, ``BETA2``, ``EPS``,

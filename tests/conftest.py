@@ -13,34 +13,13 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
 
-def _own_compile_cache_per_worker() -> None:
-    """Give each pytest-xdist worker its own PyTensor compile cache, before PyTensor is imported.
-
-    PyTensor runs gcc while holding one lock on its whole compile cache, so workers sharing a
-    cache compile one module at a time and a cold suite is gcc's time end to end.  With a cache
-    each (under the default one's folder, so ``rm -r ~/.pytensor`` still clears everything),
-    workers compile side by side; ``--dist loadfile`` (the Makefile's) keeps a file's tests, which
-    share graphs, on one worker.  A compile cache chosen in PYTENSOR_FLAGS is left alone, and
-    SGN_TEST_SHARED_COMPILEDIR=1 keeps the shared one.
-    """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    if not worker or "compiledir" in flags or os.environ.get("SGN_TEST_SHARED_COMPILEDIR") == "1":
-        return
-    base = os.path.join(os.path.expanduser("~"), ".pytensor", f"pytest-{worker}")
-    os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"base_compiledir={base}"]))
-
-
-_own_compile_cache_per_worker()
-
-import numpy as np  # noqa: E402
-import pytensor  # noqa: E402
-import pytensor.tensor as pt  # noqa: E402
-import pytest  # noqa: E402
-
-from sgn import losses  # noqa: E402
-from sgn.models import mlp  # noqa: E402
+from sgn import losses
+from sgn.models import mlp
 
 
 def softmax_cross_entropy_hessian(logits: np.ndarray) -> np.ndarray:

@@ -128,10 +128,11 @@ def test_a_failing_rank_ends_the_job(runner):
 
 
 def test_script_on_two_ranks_resumes_on_one(tmp_path):
-    """examples/mlp.py under mpiexec: rank 0 writes results.json (world_size 2) and a checkpoint that
-    one process resumes; the resumed run ends where a one-process run ends."""
+    """examples/mlp.py under mpiexec: rank 0 writes results.json (world_size 2), the per-step
+    diagnostics and a checkpoint that one process resumes; the resumed run ends where a one-process
+    run ends, and its diagnostics continue the 2-rank run's, step by step."""
     common = ["--dataset", "sine", "--layers", "8", "--batch_size", "500", "--floatX", "float64", "--eval_every",
-              "0", "--verbose", "0", "--cg_max_iter", "2"]
+              "0", "--verbose", "0", "--cg_max_iter", "2", "--diagnostics"]
     script = str(ROOT / "examples" / "mlp.py")
     two = launch(2, [script, *common, "--epochs", "1", "--checkpoint_every", "1000", "--out", str(tmp_path / "two")],
                  timeout=300)
@@ -153,3 +154,16 @@ def test_script_on_two_ranks_resumes_on_one(tmp_path):
     assert a["config"]["world_size"] == 1 and a["final"]["iteration"] == b["final"]["iteration"]
     assert a["final"]["train_loss"] == pytest.approx(b["final"]["train_loss"], rel=1e-9)
     assert a["final"]["test_loss"] == pytest.approx(b["final"]["test_loss"], rel=1e-9)
+    resumed_steps = [json.loads(line) for line in (tmp_path / "two" / "diagnostics.jsonl").read_text().splitlines()]
+    alone_steps = [json.loads(line) for line in (tmp_path / "one" / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed_steps] == list(range(1, b["final"]["iteration"] + 1))
+    for r, s in zip(resumed_steps, alone_steps):
+        assert (r["cg_iters"], r["ls_evals"], r["cg_stop"]) == (s["cg_iters"], s["ls_evals"], s["cg_stop"])
+        assert r["rho"] == pytest.approx(s["rho"], rel=1e-9) and r["loss"] == pytest.approx(s["loss"], rel=1e-9)
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import plot
+    finally:
+        sys.path.pop(0)
+    assert plot.main([str(tmp_path / "two"), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "two_diagnostics.png").stat().st_size > 1000

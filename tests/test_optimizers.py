@@ -248,7 +248,7 @@ def test_beta_averages_gradients_with_bias_correction():
 def test_non_finite_steps_are_rejected_then_raise():
     with pytensor.config.change_flags(floatX="float32"):
         X, y, net, loss = _regressor(seed=4)
-        opt = SGN(X, y, net, loss, {"MAX_REJECTED_STEPS": 3, "PRINT_LEVEL": 0})
+        opt = SGN(X, y, net, loss, {"MAX_CG_ITERS": 2, "MAX_REJECTED_STEPS": 3, "PRINT_LEVEL": 0})
         theta0 = opt.theta.get_value()
         x, yb = _overflowing_batch()
         opt.step(x, yb)

@@ -68,8 +68,10 @@ def tiny_vgg():
 def test_gn_vector_product_matches_dense_jacobian(tiny_vgg):
     net, xb, yb = tiny_vgg
     loss = losses.softmax_cross_entropy(net.out_sym, net.y_hat)
-    opt = SGN(net.X, net.y_hat, net, loss, {"PRINT_LEVEL": 0})
-    J = pytensor.function([net.X], pytensor.gradient.jacobian(net.out_sym.flatten(), net.theta))(xb)
+    opt = SGN(net.X, net.y_hat, net, loss, {"MAX_CG_ITERS": 1, "PRINT_LEVEL": 0})
+    # The reference J by reverse mode, one row per output, on PyTensor's Python linker (no C compile).
+    J = pytensor.function([net.X], pytensor.gradient.jacobian(net.out_sym.flatten(), net.theta),
+                          mode="FAST_COMPILE")(xb)
     H = softmax_cross_entropy_hessian(net.forward(xb)[0])
     G = J.T @ H @ J
     v = np.random.default_rng(1).normal(size=net.n_params)
@@ -123,8 +125,10 @@ def test_pooling_before_bias_and_activation_is_the_same_network():
     outs = []
     for out in (net.out_sym, ref):
         loss = losses.softmax_cross_entropy(out, y)
+        # The Ops' Python implementations (the C code is tested in test_conv.py): no C compile.
         outs.append(pytensor.function([X, y, v], [out, pytensor.gradient.grad(loss, net.theta),
-                                                  gauss_newton_product(out, net.theta, loss, v)]))
+                                                  gauss_newton_product(out, net.theta, loss, v)],
+                                      mode="FAST_COMPILE"))
     rng = np.random.default_rng(4)
     xb, yb, vb = rng.normal(size=(5, 2, 9, 9)), rng.integers(0, 3, 5).astype("int32"), rng.normal(size=net.n_params)
     got, want = outs[0](xb, yb, vb), outs[1](xb, yb, vb)
