@@ -10,6 +10,8 @@ models
     ``mlp`` (``from sgn.models import mlp``).
 estimators
     ``SGNClassifier``, ``SGNRegressor``: scikit-learn estimators (``from sgn.estimators import ...``).
+distributed
+    Data-parallel training on MPI (``SGN(..., comm=MPI.COMM_WORLD)``; ``sgn.distributed.shard_slice``).
 """
 
 # Importing sgn changes no PyTensor setting: the bundled BLAS is linked when an sgn optimizer or
@@ -19,7 +21,7 @@ from ._validation import InvalidParameterError, UnknownParameterError
 from .checkpoint import CheckpointError
 from .optimizers import SGD, SGN, Adam, NonFiniteStepError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["SGN", "SGD", "Adam", "NonFiniteStepError", "CheckpointError", "InvalidParameterError",
            "UnknownParameterError", "losses", "__version__"]

@@ -194,11 +194,12 @@ def test_bench_backends_prints_one_row_per_backend():
 
 
 def test_bench_conv_prints_the_documented_keys():
-    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_conv.py"), "--nets", "fashion",
+    # LeNet's layers on 16x16 inputs, as in test_jax.py: the compiled modules are shared.
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_conv.py"), "--nets", "lenet16",
                            "--batch", "4", "--repeats", "2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert row["net"] == "fashion" and row["batch"] == 4
+    assert row["net"] == "lenet16" and row["batch"] == 4
     for key in ("forward_ms", "grad_ms", "gnvp_ms"):
         assert row[key] > 0
     # The per-iteration figure is a difference of two medians: finite, and it names its ratio.
