@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 DEMO_BUDGET ?= 6
 # pytest-xdist workers: the cold suite is dominated by C/Numba/XLA compiles. Three workers keep two
 # cores busy while one waits on gcc (PyTensor compiles one module at a time per cache): 647-692 s
-# against 819 s for two, cold, on a fresh clone (sgn 0.3.0). A cache per worker, measured too, was
-# slower (857 s, 0.4.0): every worker compiles the common modules again.
+# against 819 s for two, cold, on a fresh clone (sgn 0.3.0); 727 s with 0.4.0's MPI tests. A cache
+# per worker, measured too, was slower (857 s, 0.4.0): every worker compiles the common modules again.
 PYTEST_WORKERS ?= 3
 
 .PHONY: install demo test lint docs clean
