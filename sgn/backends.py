@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["resolve_mode", "has_conv_ops", "is_jax", "configure_blas", "blas_info", "BACKENDS"]
+__all__ = ["resolve_mode", "has_conv_ops", "is_jax", "is_numba", "configure_blas", "blas_info", "BACKENDS"]
 
 # Every Fortran BLAS routine PyTensor's C code declares (pytensor/tensor/blas_headers.py, blas_c.py).
 _BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "scal", "copy", "swap", "symv", "syrk", "trsm")
@@ -152,7 +152,7 @@ def resolve_mode(mode: Any, conv: bool = False) -> Any:
             _jax_ops.register()  # the convolution Ops' JAX implementations
             return "JAX"
         _check_mode_name(mode)
-    elif getattr(mode, "linker", None) is not None and "numba" in type(mode.linker).__name__.lower():
+    elif is_numba(mode):
         from .conv import register_numba
         register_numba()  # a Numba Mode of the user's own
     return mode
@@ -181,6 +181,12 @@ def is_jax(mode: Any) -> bool:
         return mode.upper() == "JAX"
     linker = getattr(mode, "linker", None)
     return type(linker).__name__ == "JAXLinker"
+
+
+def is_numba(mode: Any) -> bool:
+    """Whether a PyTensor Mode compiles with PyTensor's Numba linker."""
+    linker = getattr(mode, "linker", None)
+    return linker is not None and "numba" in type(linker).__name__.lower()
 
 
 def has_conv_ops(*outputs: Any) -> bool:

@@ -40,7 +40,7 @@ from pytensor.graph.traversal import ancestors
 from ._validation import InvalidParameterError
 
 __all__ = ["ShardMean", "DataParallel", "ReductionStats", "shard_slice", "world_from_environment",
-           "launched_world_size", "world_rank", "abort_on_error", "check_collective_order"]
+           "launched_world_size", "world_rank", "find_mpiexec", "abort_on_error", "check_collective_order"]
 
 # Environment variables by which MPI launchers (MPICH's Hydra, Open MPI, PMIx, Slurm's srun)
 # announce the number of processes, read without importing mpi4py.
@@ -245,6 +245,13 @@ def shard_slice(n: int, rank: int, size: int) -> slice:
     base, extra = divmod(n, size)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` beside this Python (where the ``mpich`` wheel installs it), else on PATH."""
+    import shutil
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.path.exists(beside) else shutil.which("mpiexec")
 
 
 def launched_world_size() -> int:

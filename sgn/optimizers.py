@@ -27,7 +27,7 @@ from pytensor.gradient import grad as pt_grad
 
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
-from .backends import has_conv_ops, is_jax, resolve_mode
+from .backends import has_conv_ops, is_jax, is_numba, resolve_mode
 from .cg import cg_stop_reason, conjugate_gradient
 from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
 from .damping import reduction_ratio, trust_region_update
@@ -231,8 +231,7 @@ def _finite(*values: Any) -> bool:
 
 def _compiles_on_first_call(mode: Any) -> bool:
     """Numba and JAX compile a function's code when it is first called, not when it is built."""
-    linker = getattr(mode, "linker", None)
-    return is_jax(mode) or (linker is not None and "numba" in type(linker).__name__.lower())
+    return is_jax(mode) or is_numba(mode)
 
 
 @dataclasses.dataclass
@@ -318,7 +317,7 @@ class _Optimizer:
         """The :class:`sgn.distributed.DataParallel` of ``comm``, after checking that every rank
         builds the same optimizer; θ₀ becomes rank 0's."""
         from .distributed import DataParallel
-        if is_jax(self.mode) or "numba" in type(getattr(self.mode, "linker", None)).__name__.lower():
+        if is_jax(self.mode) or is_numba(self.mode):
             raise InvalidParameterError(
                 f"{self._name}: comm= needs the C backend (mode None or 'c'): its reductions are a "
                 f"Python Op inside the compiled graph, which the JAX and Numba backends cannot compile.")
@@ -819,8 +818,7 @@ class SGN(_Optimizer):
         out, theta, data_loss, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.objective, self.grad_sym
         # With comm, the global loss and gradient (one reduction); every value after depends on them.
         loss_local = loss
-        if self._group is not None:
-            loss, g = self._shard_mean(loss, g)
+        loss, g = self._shard_mean(loss, g)
         rho = pt.scalar("rho", dtype=dt)
         n_cg = pt.iscalar("n_cg")
         m_prev = pt.vector("m_prev", dtype=dt)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from mpi4py import MPI
 
 from sgn import SGN, InvalidParameterError, losses
-from sgn.distributed import launched_world_size, shard_slice
+from sgn.distributed import find_mpiexec, launched_world_size, shard_slice
 from sgn.models import mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +27,7 @@ PROGRAMS = Path(__file__).resolve().parent / "mpi"
 
 
 def mpiexec() -> str:
-    """The mpiexec beside this Python (the mpich wheel puts it in the virtualenv), or on PATH."""
-    here = Path(sys.executable).parent / "mpiexec"
-    found = str(here) if here.exists() else shutil.which("mpiexec")
+    found = find_mpiexec()
     assert found, "mpiexec not found: install the test extra (pip install -e '.[test]' brings mpich)"
     return found
 

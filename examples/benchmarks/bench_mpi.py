@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -127,8 +126,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def launch(net: str, batch: int, ranks: int | str, steps: int, warmup: int, out: Path) -> None:
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    from sgn.distributed import find_mpiexec
+    mpiexec = find_mpiexec()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [mpiexec, "-n", "2" if ranks == "2x1" else str(ranks), sys.executable, "-m", "mpi4py",
            str(Path(__file__).resolve()), "--worker", "--net", net, "--batch", str(batch), "--steps", str(steps),
