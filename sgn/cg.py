@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.scan.utils import until
 from pytensor.tensor.variable import TensorVariable
 
-__all__ = ["cg_stop_reason", "CGResult", "conjugate_gradient"]
+__all__ = ["cg_stop_reason", "CGResult", "conjugate_gradient", "model_progress_stop"]
 
 
 class CGResult(NamedTuple):
@@ -32,11 +33,44 @@ class CGResult(NamedTuple):
     residual: TensorVariable  # shape (n,), r = A x + b at the returned x
     n_iter: TensorVariable  # int64 scalar, iterations actually run
     residual_norm: TensorVariable  # scalar, max |r| (infinity norm) at the returned x
+    progress_stop: TensorVariable  # bool scalar: the model-progress test stopped the loop
+    warm: TensorVariable  # bool scalar: the loop started from the given x0 (not from 0)
+
+
+def model_progress_stop(phi_now: TensorVariable, phi_window_ago: TensorVariable, i: TensorVariable,
+                        window: int, eps: TensorVariable | float) -> TensorVariable:
+    """Martens' (2010, §4.4) relative-progress test on the CG quadratic model.
+
+    With ``φ(x) = ½ xᵀA x + bᵀx`` (CG minimises it; ``φ(0) = 0``), stop at iteration
+    ``i`` once ``i >= window``, ``φ_i < 0`` and ``φ_{i-window} − φ_i < window · eps · (−φ_i)``:
+    the last ``window`` iterations reduced the model by less than ``window · eps`` of its
+    total reduction.
+
+    Parameters
+    ----------
+    phi_now, phi_window_ago : scalar TensorVariable, floatX
+        ``φ_i`` and ``φ_{i-window}``.
+    i : int scalar TensorVariable
+        Iterations run so far (1 after the first).
+    window : int >= 1
+        Martens' ``k`` (he used ``max(10, 0.1 i)`` for loops of up to 250 iterations).
+    eps : float or scalar TensorVariable
+        Martens' ``ε`` (he used 5e-4).
+
+    Returns
+    -------
+    bool scalar TensorVariable
+    """
+    eps = pt.cast(eps, phi_now.dtype)
+    return pt.and_(pt.and_(pt.ge(i, window), pt.lt(phi_now, 0)),
+                   pt.lt(phi_window_ago - phi_now, window * eps * -phi_now))
 
 
 def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: TensorVariable,
                        max_iter: TensorVariable | int, tol: TensorVariable | float = 0.0,
-                       precond: TensorVariable | None = None, static_steps: int | None = None) -> CGResult:
+                       precond: TensorVariable | None = None, static_steps: int | None = None,
+                       x0: TensorVariable | None = None,
+                       progress: tuple[int, TensorVariable | float] | None = None) -> CGResult:
     """Build the graph of preconditioned CG for ``A x = -b`` started from ``x = 0``.
 
     Parameters
@@ -64,6 +98,14 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         :class:`sgn.SGN` for short loops on every backend (a ``scan`` costs about
         100–150 µs per call whatever its length).  ``None`` (the default) is a
         ``scan`` that exits as soon as CG is done.
+    x0 : TensorVariable of shape (n,), optional
+        Start from ``x0`` instead of 0 (a warm start, e.g. a decayed previous direction).
+        It costs one more ``matvec`` (for ``r0 = A x0 + b``), and it is used only if its
+        model value ``φ(x0) = ½ x0ᵀ(r0 + b)`` is negative, i.e. better than ``x = 0``;
+        otherwise the loop starts from 0 (``CGResult.warm`` says which).
+    progress : (window, eps), optional
+        Also stop on Martens' relative model progress (:func:`model_progress_stop`), with
+        ``φ_i = ½ x_iᵀ(r_i + b)`` from quantities CG already has: no extra ``matvec``.
 
     Returns
     -------
@@ -93,7 +135,20 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
     def apply_precond(r: TensorVariable) -> TensorVariable:
         return r if precond is None else precond * r
 
-    y0 = apply_precond(b)
+    if x0 is None:
+        x_init, r_init, warm = pt.zeros_like(b), b, pt.as_tensor_variable(np.bool_(False))
+    else:
+        x0 = pt.as_tensor_variable(x0)
+        r0 = matvec(x0) + b
+        warm = pt.lt(0.5 * pt.dot(x0, r0 + b), zero)  # a start worse than x = 0 is dropped
+        x_init, r_init = pt.switch(warm, x0, pt.zeros_like(b)), pt.switch(warm, r0, b)
+    y0 = apply_precond(r_init)
+    window = None if progress is None else int(progress[0])
+    if window is not None and window < 1:
+        raise ValueError(f"progress window must be >= 1, got {window}")
+
+    def model_value(x, r):
+        return 0.5 * pt.dot(x, r + b)
 
     def iterate(x, r, p, ry):
         Ap = matvec(p)
@@ -109,17 +164,35 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         done_new = pt.or_(pt.le(pt.max(pt.abs(r_new)), tol), pt.eq(usable, 0))
         return x_new, r_new, p_new, ry_new, done_new
 
-    init_done = pt.le(pt.max(pt.abs(b)), tol)
-    init = [pt.zeros_like(b), b, -y0, pt.dot(b, y0), init_done]
+    def with_progress(x, r, p, ry, done, phis, i, prog):
+        # phis holds φ_{i-window} .. φ_{i-1}; the test compares φ_i with the oldest.
+        x_new, r_new, p_new, ry_new, done_new = iterate(x, r, p, ry)
+        i_new = i + 1
+        phi = model_value(x_new, r_new)
+        prog_new = model_progress_stop(phi, phis[0], i_new, window, progress[1])
+        phis_new = pt.concatenate([phis[1:], pt.shape_padleft(phi)])
+        return x_new, r_new, p_new, ry_new, pt.or_(done_new, prog_new), phis_new, i_new, prog_new
+
+    init_done = pt.le(pt.max(pt.abs(r_init)), tol)
+    init = [x_init, r_init, -y0, pt.dot(r_init, y0), init_done]
+    if window is not None:
+        phi0 = model_value(x_init, r_init)
+        init += [pt.alloc(phi0, window), pt.constant(0, dtype="int64"), pt.as_tensor_variable(np.bool_(False))]
+    def plain(x, r, p, ry, done):
+        return iterate(x, r, p, ry)
+
+    step_fn = plain if window is None else with_progress
+    n_state = len(init)
     if static_steps is None:
-        def body(x, r, p, ry, done):
-            new = iterate(x, r, p, ry)
-            return new, until(new[-1])
+        def body(*state):
+            new = step_fn(*state[:n_state])
+            return new, until(new[4])
 
         outputs = pytensor.scan(body, outputs_info=init, n_steps=max_iter, name="conjugate_gradient",
                                 return_updates=False)
         xs, rs = outputs[0], outputs[1]
         x, r = xs[-1], rs[-1]
+        prog = outputs[-1][-1] if window is not None else pt.as_tensor_variable(np.bool_(False))
         n_run = xs.shape[0]
     else:
         if int(static_steps) < 1:
@@ -129,24 +202,27 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         # which the products' reshapes do not have once they are scan inputs, and on the C
         # and Numba backends a short unrolled loop saves the scan's fixed per-call cost.
         # PyTensor's merge rewrite computes the forward quantities shared by all copies once.
-        x, r, p, ry, done = init
+        state = list(init)
         n_run = pt.constant(0, dtype="int64")
         for k in range(int(static_steps)):
             # Once done (or past max_iter) every state passes through unchanged.
-            active = pt.and_(pt.lt(k, max_iter_t), pt.eq(done, 0))
-            new = iterate(x, r, p, ry)
-            x, r, p, ry = (pt.switch(active, a, b_) for a, b_ in zip(new[:4], (x, r, p, ry)))
-            done = pt.switch(active, new[4], done)
+            active = pt.and_(pt.lt(k, max_iter_t), pt.eq(state[4], 0))
+            new = step_fn(*state)
+            state = [pt.switch(active, a, b_) for a, b_ in zip(new, state)]
             n_run = n_run + pt.cast(active, "int64")
-    # An already-converged right-hand side (|b| <= tol) must not move: the first
-    # iteration would otherwise still take one step.
-    x = pt.switch(init_done, pt.zeros_like(b), x)
-    r = pt.switch(init_done, b, r)
+        x, r = state[0], state[1]
+        prog = state[-1] if window is not None else pt.as_tensor_variable(np.bool_(False))
+    # An already-converged start (|r0| <= tol) must not move: the first iteration would
+    # otherwise still take one step.
+    x = pt.switch(init_done, x_init, x)
+    r = pt.switch(init_done, r_init, r)
     n_iter = pt.switch(init_done, 0, n_run)
-    return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)))
+    prog = pt.and_(prog, pt.eq(init_done, 0))
+    return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)), progress_stop=prog,
+                    warm=warm)
 
 
-def cg_stop_reason(n_iter: int, max_iter: int, residual_norm: float, tol: float) -> str:
+def cg_stop_reason(n_iter: int, max_iter: int, residual_norm: float, tol: float, progress: bool = False) -> str:
     """Why :func:`conjugate_gradient` stopped, from what it returns.
 
     Parameters
@@ -159,14 +235,19 @@ def cg_stop_reason(n_iter: int, max_iter: int, residual_norm: float, tol: float)
         ``max |r|`` at the returned x (``CGResult.residual_norm``).
     tol : float
         Its tolerance.
+    progress : bool
+        ``CGResult.progress_stop``: the model-progress test fired.
 
     Returns
     -------
-    {"tolerance", "budget", "breakdown"}
-        ``"tolerance"``: ``max |r| <= tol``; ``"budget"``: all ``max_iter`` iterations ran;
+    {"tolerance", "progress", "budget", "breakdown"}
+        ``"tolerance"``: ``max |r| <= tol``; ``"progress"``: the quadratic model stopped
+        improving (``progress=``); ``"budget"``: all ``max_iter`` iterations ran;
         ``"breakdown"``: it stopped early on a direction without positive curvature
         (``pᵀAp`` not > 0), from which CG cannot go on.
     """
     if residual_norm <= tol:
         return "tolerance"
+    if progress:
+        return "progress"
     return "breakdown" if n_iter < max_iter else "budget"
