@@ -25,7 +25,7 @@ demo: $(VENV)/.sgn-demo
 test: $(VENV)/.sgn-test
 	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
-# ruff's rules are in pyproject.toml ([tool.ruff]).
+# ruff's rules are in ruff.toml.
 lint: $(VENV)/.sgn-lint
 	$(VENV)/bin/ruff check .
 

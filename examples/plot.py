@@ -48,7 +48,7 @@ def load_runs(folder: str) -> Runs:
         result = load_result(folder)
         cfg = result.get("config", {})
         solver = cfg.get("solver", "SGN" if "rho" in result or "damping" in result else "SGD")
-        param = cfg.get("cg_max_iter" if solver == "SGN" else "lr", float("nan"))
+        param = cfg.get("cg_max_iter" if solver.startswith("SGN") else "lr", float("nan"))
         result.setdefault("seed", cfg.get("seed", 0))
         result.setdefault("run", os.path.basename(os.path.normpath(folder)))
         return {(solver, float(param)): [result]}
@@ -116,7 +116,7 @@ def plot(runs: Runs, key: str, axis: str, path: str, title: str, log: bool) -> N
         color = f"C{i % 10}"
         if log:  # a diverged SGD would squash every other curve
             mean, lo, hi = (np.minimum(a, 1e3) for a in (mean, lo, hi))
-        ax.plot(grid, mean, ls="--" if solver == "SGN" else "-", color=color, label=label(solver, param))
+        ax.plot(grid, mean, ls="--" if solver.startswith("SGN") else "-", color=color, label=label(solver, param))
         ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
     if log:
         ax.set_yscale("log")
@@ -177,7 +177,7 @@ def damping_table(runs: Runs) -> str:
     lines = ["| algorithm | steps | steps at ρ_min (%) | steps with α < 1 (%) | median ρ | seeds |",
              "|---|---|---|---|---|---|"]
     for (solver, param), results in runs.items():
-        stats = [s for s in (damping_stats(r) for r in results) if s] if solver == "SGN" else []
+        stats = [s for s in (damping_stats(r) for r in results) if s] if solver.startswith("SGN") else []
         if not stats:
             continue
         mean = {k: float(np.mean([s[k] for s in stats])) for k in ("steps", "rho_min_pct", "alpha_lt1_pct")}

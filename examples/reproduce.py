@@ -37,10 +37,18 @@ BENCHMARKS = {
 SGN_FLAGS = ["--solver", "SGN", "--rho", "1e-4", "--rho_min", "1e-6", "--TR", "True", "--LS", "True",
              "--cg_min_iter", "10", "--K_cg", "10"]
 SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"]
+# Adaptive CG (not in the paper): the budget adapts below the cap of 10, from 10 on the first step too.
+ADAPT_FLAGS = SGN_FLAGS + ["--cg_adapt", "True"]
+ADAPT_CAPS = [10]
+CURV_FLAGS = ["--curv_batch", "0.25"]
+ADAM_FLAGS = ["--solver", "Adam", "--scheduler", "const"]
+ADAM_LRS = [0.0001, 0.001, 0.01, 0.1]
+SOLVERS = ("SGN", "SGD", "SGN-adapt", "SGN-adapt-curv", "Adam")
 
 
 def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str | None, floatX: str,
-         solvers: list[str], init: str = "paper", init_seed: int | None = None) -> list[tuple[str, list[str]]]:
+         solvers: list[str], init: str = "paper", init_seed: int | None = None,
+         diagnostics: bool = False) -> list[tuple[str, list[str]]]:
     """(output folder, command) for every run of the grid."""
     script, fixed, cg_grid, lr_grid, _ = BENCHMARKS[bench]
     common = [sys.executable, os.path.join(HERE, script), *fixed, "--epochs", "100000", "--time_budget", str(budget),
@@ -53,11 +61,17 @@ def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str |
         common += ["--init_seed", str(init_seed)]
     out = []
     for seed in seeds:
-        grid = ([("SGN", k, SGN_FLAGS + ["--cg_max_iter", str(k)]) for k in cg_grid] if "SGN" in solvers else []) + \
-               ([("SGD", lr, SGD_FLAGS + ["--lr", str(lr)]) for lr in lr_grid] if "SGD" in solvers else [])
+        grid = {"SGN": [("SGN", k, SGN_FLAGS + ["--cg_max_iter", str(k)]) for k in cg_grid],
+                "SGD": [("SGD", lr, SGD_FLAGS + ["--lr", str(lr)]) for lr in lr_grid],
+                "SGN-adapt": [("SGN-adapt", k, ADAPT_FLAGS + ["--cg_max_iter", str(k)]) for k in ADAPT_CAPS],
+                "SGN-adapt-curv": [("SGN-adapt-curv", k, ADAPT_FLAGS + CURV_FLAGS + ["--cg_max_iter", str(k)])
+                                   for k in ADAPT_CAPS],
+                "Adam": [("Adam", lr, ADAM_FLAGS + ["--lr", str(lr)]) for lr in ADAM_LRS]}
+        grid = [run for solver in solvers for run in grid[solver]]
         for solver, param, flags in grid:
             folder = os.path.join(root, bench, f"res_{solver}_{param}_{seed}")
-            out.append((folder, common + flags + ["--seed", str(seed), "--out", folder, "--overwrite"]))
+            extra = ["--diagnostics"] if diagnostics and solver.startswith("SGN") else []
+            out.append((folder, common + flags + extra + ["--seed", str(seed), "--out", folder, "--overwrite"]))
     return out
 
 
@@ -69,12 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="results")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--floatX", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--solvers", nargs="+", choices=["SGN", "SGD"], default=["SGN", "SGD"])
+    parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=["SGN", "SGD"],
+                        help="SGN: the CG grid; SGN-adapt: CG_ADAPT with cap 10; SGN-adapt-curv: and CURV_BATCH 0.25; "
+                             "SGD and Adam: their learning-rate grids")
     parser.add_argument("--init", choices=["paper", "original"], default="paper",
                         help="'original' (MLP benchmarks only): the original package's exact N(0, 1) draws")
     parser.add_argument("--init_seed", type=int, default=None,
                         help="one initialisation for every run, as the original package did (it used 10); "
                              "default: each run's seed")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="SGN runs also write <run>/diagnostics.jsonl (CG iterations, budgets, stops per step)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1: timings stay honest)")
     parser.add_argument("--dry-run", action="store_true", help="list the commands only")
     args = parser.parse_args(argv)
@@ -82,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--init original is for the MLP benchmarks (boston, sine, mnist), not {args.bench}")
     budget = args.budget if args.budget is not None else BENCHMARKS[args.bench][4]
     todo = [(folder, cmd) for folder, cmd in runs(args.bench, args.seeds, budget, args.root, args.data_dir,
-                                                  args.floatX, args.solvers, args.init, args.init_seed)
+                                                  args.floatX, args.solvers, args.init, args.init_seed,
+                                                  args.diagnostics)
             if not os.path.exists(os.path.join(folder, "results.json"))]
     print(f"{args.bench}: {len(todo)} run(s) to do, {budget:g} s each", flush=True)
     if args.dry_run:

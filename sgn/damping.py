@@ -1,4 +1,4 @@
-"""Levenberg–Marquardt damping: the trust-region adaptation of ρ.
+"""Levenberg–Marquardt damping: the trust-region adaptation of ρ (and of the CG budget).
 
 Nocedal & Wright, *Numerical Optimization*, Alg. 4.1, applied to the damping
 parameter instead of a radius: a good agreement between the model and the loss
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["reduction_ratio", "trust_region_update"]
+__all__ = ["next_cg_budget", "reduction_ratio", "trust_region_update"]
 
 
 def reduction_ratio(actual_change: float, predicted_change: float) -> float:
@@ -67,3 +67,41 @@ def trust_region_update(rho: float, ratio: float, rho_min: float = 0.0, lower: f
     if ratio > upper:
         return max(rho * decrease, rho_min)
     return rho
+
+
+def next_cg_budget(budget: int, cap: int, ratio: float, used_budget: bool, lower: float = 0.25,
+                   upper: float = 0.75) -> int:
+    """The CG iteration budget of the next step, by a trust-region-like rule (``CG_ADAPT``).
+
+    The reduction ratio says how far the quadratic model can be trusted: solving a poor
+    model more exactly only follows it further, so a poor ratio shrinks the budget (a
+    shorter CG run is closer to a gradient step); a good ratio with CG stopped by its
+    budget, not by its own progress test, grows it.
+
+    Parameters
+    ----------
+    budget : int >= 1
+        This step's budget.
+    cap : int >= 1
+        The largest budget (``MAX_CG_ITERS``).
+    ratio : float
+        This step's reduction ratio (:func:`reduction_ratio`); NaN when none was computed
+        (no line search and no trust region), which leaves only the budget test.
+    used_budget : bool
+        CG ran all ``budget`` iterations (it did not stop on progress, tolerance or breakdown).
+    lower, upper : float
+        As in :func:`trust_region_update`.
+
+    Returns
+    -------
+    int
+        ``max(1, floor(2/3 budget))`` if ``ratio < lower``; ``min(cap, ceil(3/2 budget))`` if
+        CG used its budget and ``ratio > upper`` (or is NaN); otherwise ``min(budget, cap)``.
+        The factors are the inverse pair that :func:`trust_region_update` applies to ρ; the
+        floor and ceiling make every change at least one iteration.
+    """
+    if not math.isnan(ratio) and ratio < lower:
+        return max(1, math.floor(budget * 2 / 3))
+    if used_budget and (math.isnan(ratio) or ratio > upper):
+        return min(cap, math.ceil(budget * 1.5))
+    return min(budget, cap)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import InvalidParameterError
 from .checkpoint import atomic_write_bytes, jsonable
 from .optimizers import SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
@@ -84,6 +86,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_min_iter", type=_positive(int), default=None, help="MIN_CG_ITERS (default: cg_max_iter)")
     a("--K_cg", type=_positive(int), default=10, help="K_CG")
     a("--alpha_exp", type=float, default=1.0, help="ALPHA_EXP")
+    a("--cg_adapt", type=str2bool, default=SGN_DEFAULTS["CG_ADAPT"],
+      help="CG_ADAPT: CG stops on the model's relative progress and its budget adapts (cap: --cg_max_iter)")
+    a("--cg_window", type=_positive(int), default=SGN_DEFAULTS["CG_WINDOW"], help="CG_WINDOW (with --cg_adapt)")
+    a("--cg_progress_tol", type=float, default=SGN_DEFAULTS["CG_PROGRESS_TOL"],
+      help="CG_PROGRESS_TOL (with --cg_adapt)")
+    a("--cg_warm", type=float, default=SGN_DEFAULTS["CG_WARM"],
+      help="CG_WARM: start CG from this times the previous direction (0: from 0)")
+    a("--curv_batch", type=float, default=SGN_DEFAULTS["CURV_BATCH"],
+      help="CURV_BATCH: fraction of the mini-batch on which G v is computed")
     a("--K", type=_positive(int), default=1000, help="K of the rho / learning-rate schedules")
     # SGD
     a("--lr", type=float, default=0.001, help="LR0")
@@ -119,6 +130,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--diagnostics", action="store_true",
       help="SGN: write <out>/diagnostics.jsonl, one JSON line per step (rho, ratio, alpha, CG iterations and why "
            "CG stopped, residual, model decrease, line-search evaluations, seconds by part)")
+    a("--val_fraction", type=float, default=0.0,
+      help="hold out this fraction of the training set (seeded by --seed) as a validation split; records gain "
+           "val_loss (and val_acc)")
+    a("--early_stopping", type=_positive(int), default=None,
+      help="stop once the validation loss has not improved for this many records, keeping the best θ "
+           "(needs --val_fraction)")
     a("--overwrite", action="store_true", help="replace an existing results.json")
 
 
@@ -127,7 +144,9 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": args.cg_min_iter or args.cg_max_iter,
           "K_CG": args.K_cg, "TR": args.TR, "TR_RATIO": args.TR_ratio, "LS": args.LS, "CG_PREC": args.cg_prec,
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
-          "ALPHA_EXP": args.alpha_exp, "PRINT_LEVEL": 0}
+          "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
+          "CG_PROGRESS_TOL": args.cg_progress_tol, "CG_WARM": args.cg_warm, "CURV_BATCH": args.curv_batch,
+          "PRINT_LEVEL": 0}
     if getattr(args, "weight_decay", 0.0):
         hp["WEIGHT_DECAY"] = args.weight_decay
     if not args.TR:
@@ -151,6 +170,37 @@ def adam_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     del hp["MOMENTUM"]
     hp.update(BETA1=args.beta1, BETA2=args.beta2, EPS=args.eps, DECOUPLED=args.decoupled)
     return hp
+
+
+def validation_split(x: np.ndarray, y: np.ndarray, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Hold out ``ceil(fraction * n)`` samples of a training set, drawn by ``seed``, as a validation split.
+
+    Parameters
+    ----------
+    x, y : ndarray of n samples
+        The training set.
+    fraction : float in [0, 1)
+        0 holds out nothing (the validation split is None).
+    seed : int
+        Seeds which samples are held out.
+
+    Returns
+    -------
+    x_train, y_train, x_val, y_val : ndarray
+        The remaining and the held-out samples, each in their original order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise InvalidParameterError(f"--val_fraction must lie in [0, 1), got {fraction!r}")
+    if fraction == 0.0:
+        return x, y, None, None
+    n = len(x)
+    n_val = math.ceil(fraction * n)
+    if n_val >= n:
+        raise InvalidParameterError(f"--val_fraction {fraction!r} leaves no training samples of {n}")
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng([seed, 0x5A1]).permutation(n)[:n_val]] = True
+    return x[~held], y[~held], x[held], y[held]
 
 
 def init_seed(args: argparse.Namespace) -> int:
@@ -189,6 +239,8 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     from .optimizers import SGD, SGN, Adam
     from .training import fit
 
+    if args.early_stopping is not None and not args.val_fraction:
+        raise InvalidParameterError("--early_stopping needs a validation split: give --val_fraction too")
     comm = world_from_environment()
     rank, world_size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     path = os.path.join(args.out, "results.json")
@@ -214,12 +266,14 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     if getattr(args, "diagnostics", False) and args.solver == "SGN" and rank == 0:
         diagnostics = StepLog(os.path.join(args.out, "diagnostics.jsonl"), resuming=bool(args.resume))
         opt.callback = diagnostics.write
+    x_train, y_train, x_val, y_val = validation_split(data.x_train, data.y_train, args.val_fraction, args.seed)
     start = time.perf_counter()
-    timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=args.epochs,
+    timeline = fit(opt, x_train, y_train, data.x_test, data.y_test, epochs=args.epochs,
                    batch_size=args.batch_size, time_budget=args.time_budget,
                    eval_every=args.eval_every if args.eval_every > 0 else None, seed=args.seed,
                    progress=args.verbose > 0, label=f"{args.solver}", checkpoint_every=args.checkpoint_every,
-                   checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume)
+                   checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume,
+                   x_val=x_val, y_val=y_val, patience=args.early_stopping)
     if diagnostics is not None:
         diagnostics.close()
     from . import __version__

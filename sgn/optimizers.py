@@ -24,13 +24,14 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import grad as pt_grad
+from pytensor.graph.replace import graph_replace
 
 from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
 from .backends import has_conv_ops, is_jax, is_numba, resolve_mode
 from .cg import cg_stop_reason, conjugate_gradient
 from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
-from .damping import reduction_ratio, trust_region_update
+from .damping import next_cg_budget, reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 from .line_search import backtracking_armijo
 from .retry import attempt_rho, next_attempt
@@ -69,6 +70,11 @@ SGN_DEFAULTS: dict[str, Any] = {
     "PRINT_LEVEL": 1,         # 0 silent, >= 2 one line per step
     "MAX_REJECTED_STEPS": 10,  # consecutive non-finite steps tolerated before NonFiniteStepError
     "WEIGHT_DECAY": 0.0,      # L2 penalty lambda/2 |W|^2 on the weights (net.decay_mask()), in G exactly
+    "CG_ADAPT": False,        # CG stops on the model's relative progress; its budget adapts (cap MAX_CG_ITERS)
+    "CG_WINDOW": 1,           # CG_ADAPT: iterations over which progress is measured (Martens' k)
+    "CG_PROGRESS_TOL": 0.35,  # CG_ADAPT: stop once that window gained < CG_WINDOW * this of the model's decrease
+    "CG_WARM": 0.0,           # start CG from CG_WARM * the previous direction (Martens' zeta); 0: from 0
+    "CURV_BATCH": 1.0,        # fraction of the mini-batch on which G v is computed (the gradient: all of it)
 }
 
 # The values of TR_RATIO: the step whose loss change the trust-region rule judges.
@@ -87,7 +93,9 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "C_LS": Interval("real", 0, 1, "neither"), "MAX_LS_ITERS": _POS_INT,
     "ALPHA": Interval("real", 0, None, "neither"), "BETA": Interval("real", 0, 1, "left"),
     "PRINT_LEVEL": Interval("int", 0, None), "MAX_REJECTED_STEPS": _POS_INT,
-    "WEIGHT_DECAY": _NONNEG_REAL,
+    "WEIGHT_DECAY": _NONNEG_REAL, "CG_ADAPT": Boolean(), "CG_WINDOW": _POS_INT,
+    "CG_PROGRESS_TOL": Interval("real", 0, 1, "neither"), "CG_WARM": Interval("real", 0, 1, "left"),
+    "CURV_BATCH": Interval("real", 0, 1, "right"),
 }
 
 SGD_DEFAULTS: dict[str, Any] = {
@@ -151,6 +159,8 @@ class SGNStepOutputs(NamedTuple):
     delta_a_delta: np.ndarray  #: scalar Δᵀ(G + ρI)Δ, from CG's final residual
     cg_iters: np.ndarray       #: CG iterations run
     cg_residual: np.ndarray    #: max |r| of CG's final residual
+    cg_progress: np.ndarray    #: bool, CG stopped on the model's relative progress (CG_ADAPT)
+    cg_warm: np.ndarray        #: bool, CG started from the decayed previous direction (CG_WARM)
 
 
 class SGDStepOutputs(NamedTuple):
@@ -174,6 +184,9 @@ class SGNState:
     rho_boost: float = 1.0      #: factor on the scheduled ρ while a retry is pending (sgn.retry)
     n_rejected: int = 0         #: rejected attempts in a row
     history: dict[str, list] = dataclasses.field(default_factory=dict)  #: per accepted step
+    cg_budget: int = 0          #: CG_ADAPT: the next step's CG budget (0: not set yet, the cap)
+    #: (n_params,), the last accepted CG direction, from which CG_WARM starts (zeros: none yet)
+    direction: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
 @dataclasses.dataclass
@@ -204,6 +217,8 @@ def _load_state(state: Any, given: Mapping[str, Any], n_params: int, dtype: str,
     """Set every field of the record ``state`` from ``given``, converted to the field's current kind."""
     new = {}
     for f in dataclasses.fields(state):
+        if f.name not in given:  # a field added since the state was saved keeps its fresh value
+            continue
         current, value = getattr(state, f.name), given[f.name]
         if isinstance(current, np.ndarray):
             value = check_vector(value, n_params, dtype, f"state[{f.name!r}]", who).copy()
@@ -219,10 +234,11 @@ def _load_state(state: Any, given: Mapping[str, Any], n_params: int, dtype: str,
 # SGN.history's keys, one value per accepted step.
 _SGN_HISTORY = ("loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ls_success", "ratio",
                 "rejected", "cg_stop", "g_dot_delta", "delta_a_delta", "predicted", "seconds_products",
-                "seconds_line_search", "seconds_other")
+                "seconds_line_search", "seconds_other", "cg_warm")
 #: Why CG stopped (history's ``cg_stop``; :func:`sgn.cg.cg_stop_reason`): its iteration budget,
-#: the residual tolerance CG_TOL, or a direction of no positive curvature (pᵀ(G+ρI)p not > 0).
-CG_STOPS = ("budget", "tolerance", "breakdown")
+#: the residual tolerance CG_TOL, the model's relative progress (CG_ADAPT), or a direction of
+#: no positive curvature (pᵀ(G+ρI)p not > 0).
+CG_STOPS = ("budget", "tolerance", "progress", "breakdown")
 
 
 def _finite(*values: Any) -> bool:
@@ -512,6 +528,8 @@ class _Optimizer:
     # Hyperparameters added after checkpoints already existed: the value that a file
     # without the key was trained with.
     _ADDED_HYPER_PAR: dict[str, Any] = {}
+    # State fields added after checkpoints already existed: a file without one restores its fresh value.
+    _ADDED_STATE: tuple[str, ...] = ()
 
     def _model_description(self) -> dict[str, Any]:
         describe = getattr(self.net, "describe", None)
@@ -583,7 +601,7 @@ class _Optimizer:
         if differing:
             raise mismatch(f"hyper_par {differing}", {k: saved_hp.get(k) for k in differing},
                            {k: here_hp.get(k) for k in differing})
-        missing = [k for k in self.state_dict() if k not in arrays and k not in meta]
+        missing = [k for k in self.state_dict() if k not in arrays and k not in meta and k not in self._ADDED_STATE]
         if missing:
             raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
         extra_arrays = {k[len("extra__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
@@ -627,6 +645,12 @@ class SGN(_Optimizer):
     4. updates θ ← θ + αΔ and, with ``TR``, adapts ρ from the ratio of actual to
        predicted loss change at the full step α = ``ALPHA`` (``TR_RATIO='trial'``) or
        at the accepted α (``'accepted'``); otherwise ρ follows ``RHO_DECAY``.
+
+    With ``CG_ADAPT`` (not in the paper), CG also stops once its quadratic model stops
+    improving (Martens 2010, §4.4) and its budget adapts between steps from the reduction
+    ratio (:func:`sgn.damping.next_cg_budget`), capped at ``MAX_CG_ITERS``; ``CG_WARM``
+    starts CG from the decayed previous direction, and ``CURV_BATCH`` < 1 computes ``G``
+    on the first part of each mini-batch (docs/hyperparameters.md).
 
     Parameters
     ----------
@@ -687,7 +711,10 @@ class SGN(_Optimizer):
         model's change of the loss at the accepted step, α gᵀΔ + ½ α² Δᵀ(G+ρI)Δ), the
         seconds spent in the compiled gradient and CG (``seconds_products``), in the line
         search and trust-region losses (``seconds_line_search``) and in the rest of the step
-        (``seconds_other``); and ``rejected``, the number of rejected attempts before it.
+        (``seconds_other``); ``cg_warm`` (CG started from the decayed previous direction,
+        ``CG_WARM``); and ``rejected``, the number of rejected attempts before it.  Under
+        ``CG_ADAPT``, ``max_cg_iters`` is each step's adapted budget and ``ratio`` is computed
+        even without ``TR``.
     damp_rho, alpha, max_cg_iters : list
         Original package's names for ``history['rho']``, ``['alpha']``, ``['max_cg_iters']``.
     compile_seconds : float
@@ -749,7 +776,10 @@ class SGN(_Optimizer):
 
     _name = "SGN"
     _advice = "a larger DAMP_RHO or a smaller ALPHA"
-    _ADDED_HYPER_PAR = {"TR_RATIO": "accepted", "WEIGHT_DECAY": 0.0}
+    _ADDED_HYPER_PAR = {"TR_RATIO": "accepted", "WEIGHT_DECAY": 0.0,
+                        **{k: SGN_DEFAULTS[k] for k in ("CG_ADAPT", "CG_WINDOW", "CG_PROGRESS_TOL", "CG_WARM",
+                                                        "CURV_BATCH")}}
+    _ADDED_STATE = ("cg_budget", "direction")
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
@@ -767,6 +797,11 @@ class SGN(_Optimizer):
         self.cg_unroll_max = cg_unroll_max
         self.callback = callback
         super().__init__(X, y_hat, net, obj_fun, mode, comm)
+        if is_jax(self.mode) and hp["CURV_BATCH"] < 1:
+            # The slice's length is computed from the batch size inside the graph; JAX needs it static.
+            raise InvalidParameterError(
+                f"The 'CURV_BATCH' hyperparameter of SGN must be 1 on the JAX backend (the curvature "
+                f"sub-batch's size is not static there). Got {hp['CURV_BATCH']!r}; use mode 'c' or 'numba'.")
         self.state = self._fresh_state()
         self._build()
 
@@ -792,14 +827,17 @@ class SGN(_Optimizer):
 
     def _fresh_state(self) -> SGNState:
         return SGNState(m=np.zeros(self.n_params, dtype=self.dtype), rho=float(self.hyper_par["DAMP_RHO"]),
-                        history={k: [] for k in _SGN_HISTORY})
+                        history={k: [] for k in _SGN_HISTORY}, direction=np.zeros(self.n_params, dtype=self.dtype))
 
     def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
         # The CG counts compiled, and every other value or switch baked into the graphs.
         counts = sorted({hp["MAX_CG_ITERS"], *([hp["MIN_CG_ITERS"]] if hp["K_CG"] > 1 else [])})
         return {"CG iteration counts (MAX_CG_ITERS, MIN_CG_ITERS, K_CG)": counts, "CG_TOL": hp["CG_TOL"],
                 "CG_PREC": hp["CG_PREC"], "ALPHA_EXP": hp["ALPHA_EXP"] if hp["CG_PREC"] else None,
-                "BETA > 0": hp["BETA"] > 0, "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0}
+                "BETA > 0": hp["BETA"] > 0, "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0,
+                "CG_ADAPT": hp["CG_ADAPT"], "CG_WINDOW": hp["CG_WINDOW"] if hp["CG_ADAPT"] else None,
+                "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if hp["CG_ADAPT"] else None,
+                "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"]}
 
     @property
     def rho(self) -> float:
@@ -835,35 +873,50 @@ class SGN(_Optimizer):
             exponent = pt.constant(self.hyper_par["ALPHA_EXP"], dtype=dt)
             tiny = pt.constant(np.finfo(dt).tiny, dtype=dt)
             precond = pt.maximum(pt.sqr(rhs) + rho, tiny) ** (-exponent)
-        loss_grad_out = output_loss_gradient(data_loss, out)
+        hp = self.hyper_par
+        curv_out, curv_loss = out, data_loss
+        if hp["CURV_BATCH"] < 1:
+            # G on the first ceil(CURV_BATCH * B) samples of the batch (Martens 2010; Byrd et al.
+            # 2011): the network and loss graphs again on that slice.  Its forward pass runs once
+            # per step, outside CG's loop like the full batch's, and costs CURV_BATCH of it.
+            n_batch = self.X.shape[0]
+            n_curv = pt.maximum(1, pt.cast(pt.ceil(hp["CURV_BATCH"] * n_batch), "int64"))
+            curv_out, curv_loss = graph_replace([out, data_loss],
+                                                {self.X: self.X[:n_curv], self.y_hat: self.y_hat[:n_curv]},
+                                                strict=False)
+        loss_grad_out = output_loss_gradient(curv_loss, curv_out)
 
         def damped_product(p):
-            gp = self._shard_mean(gauss_newton_product(out, theta, data_loss, p, loss_grad_out))
+            gp = self._shard_mean(gauss_newton_product(curv_out, theta, curv_loss, p, loss_grad_out))
             if self._weight_decay is not None:
                 gp = gp + self._penalty_product(p)
             return gp + rho * p
 
-        hp = self.hyper_par
         tol = pt.constant(hp["CG_TOL"], dtype=dt)
+        x0 = pt.vector("cg_start", dtype=dt)
+        progress = (hp["CG_WINDOW"], hp["CG_PROGRESS_TOL"]) if hp["CG_ADAPT"] else None
 
         def compile_step(static_steps: int | None) -> Any:
-            cg = conjugate_gradient(damped_product, rhs, n_cg, tol, precond, static_steps=static_steps)
+            cg = conjugate_gradient(damped_product, rhs, n_cg, tol, precond, static_steps=static_steps,
+                                    x0=x0 if hp["CG_WARM"] > 0 else None, progress=progress)
             delta = cg.x
             g_dot_delta = pt.dot(g, delta)
             # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.
             delta_a_delta = pt.dot(delta, cg.residual - rhs)
             # Outputs in SGNStepOutputs' order: step() reads them back by name.
             return self._function(
-                [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias],
+                [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias, x0],
                 list(SGNStepOutputs(loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter,
-                                    cg.residual_norm)))
+                                    cg.residual_norm, cg.progress_stop, cg.warm)))
 
         # Steps 1..K_CG-1 run MIN_CG_ITERS iterations, later steps MAX_CG_ITERS: one compiled
         # function per count, shared where the graphs are the same.  A count up to
         # cg_unroll_max is unrolled: a scan's per-call cost is about 100-150 µs whatever its
         # length, 15-20% of an SGN(2) step on the paper's sine and Boston MLPs, while an
         # unrolled graph's compile time grows quickly with its length (docs/performance.md).
-        # JAX compiles loops of static length only, so it unrolls every count.
+        # JAX compiles loops of static length only, so it unrolls every count.  Under CG_ADAPT
+        # the count is a budget that CG may not use up: a scan, which exits when CG stops (an
+        # unrolled loop pays for every iteration), serves every budget up to the largest count.
         counts = {hp["MAX_CG_ITERS"]}
         if hp["K_CG"] > 1:
             counts.add(hp["MIN_CG_ITERS"])
@@ -871,6 +924,8 @@ class SGN(_Optimizer):
         self._step_fns: dict[int, Any] = {}
         for count in sorted(counts):
             static_steps = count if is_jax(self.mode) or count <= self.cg_unroll_max else None
+            if hp["CG_ADAPT"]:
+                static_steps = max(counts) if is_jax(self.mode) else None
             if static_steps not in by_graph:
                 by_graph[static_steps] = compile_step(static_steps)
             self._step_fns[count] = by_graph[static_steps]
@@ -915,14 +970,17 @@ class SGN(_Optimizer):
         started = time.perf_counter()
         hp, dt, st = self.hyper_par, self.dtype, self.state
         t = st.step + 1
-        n_cg = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
+        cap = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
+        n_cg = min(st.cg_budget or cap, cap) if hp["CG_ADAPT"] else cap
         base_rho = self._scheduled_rho(t)
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
         before_products = time.perf_counter()
-        out = SGNStepOutputs(*self._run(self._step_fns[n_cg], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
-                                                   np.asarray(beta, dt), np.asarray(bias, dt)))
+        out = SGNStepOutputs(*self._run(self._step_fns[cap], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
+                                        np.asarray(beta, dt), np.asarray(bias, dt),
+                                        (hp["CG_WARM"] * st.direction).astype(dt) if hp["CG_WARM"] > 0
+                                        else st.direction))  # unused without CG_WARM
         seconds_products = time.perf_counter() - before_products
         loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
         g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)
@@ -938,7 +996,7 @@ class SGN(_Optimizer):
         # trust-region rule judges the quadratic model by it (see TR_RATIO).
         alpha, ls_evals, ls_success, ratio = hp["ALPHA"], 0, None, math.nan
         before_line_search = time.perf_counter()
-        trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] else None
+        trial_loss = new_loss = loss_at(alpha) if hp["LS"] or hp["TR"] or hp["CG_ADAPT"] else None
         if hp["LS"]:
             result = backtracking_armijo(loss_at, loss, g_dot_delta, alpha, hp["C_LS"], hp["RHO_LS"],
                                          hp["MAX_LS_ITERS"], phi_alpha0=trial_loss)
@@ -948,27 +1006,30 @@ class SGN(_Optimizer):
         if not _finite(theta_new) or (new_loss is not None and not math.isfinite(new_loss)):
             return self._reject_step("the updated θ or its loss", loss, grad, pred)
 
-        if hp["TR"]:
+        if hp["TR"] or hp["CG_ADAPT"]:
             # 'trial' (the original package's rule): the model's quality at the step CG proposed,
             # whatever the line search then accepts; a shorter accepted step fits the model better
             # merely for being short, so judging it would let ρ fall while the full steps fail.
             a, actual = (hp["ALPHA"], trial_loss) if hp["TR_RATIO"] == "trial" else (alpha, new_loss)
             predicted = a * g_dot_delta + 0.5 * a * a * delta_a_delta
             ratio = reduction_ratio(actual - loss, predicted)
-            st.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"])
-        else:
-            st.rho = base_rho
+        st.rho = trust_region_update(rho, ratio, hp["DAMP_RHO_MIN"]) if hp["TR"] else base_rho
         self.theta.set_value(theta_new, borrow=True)
         st.m = np.asarray(out.grad_average, dtype=dt) if beta > 0 else st.m
         st.step = t
         cg_iters, cg_residual = int(out.cg_iters), float(out.cg_residual)
-        cg_stop = cg_stop_reason(cg_iters, n_cg, cg_residual, hp["CG_TOL"])
+        cg_stop = cg_stop_reason(cg_iters, n_cg, cg_residual, hp["CG_TOL"], bool(out.cg_progress))
+        if hp["CG_ADAPT"]:
+            st.cg_budget = next_cg_budget(n_cg, hp["MAX_CG_ITERS"], ratio, cg_stop == "budget")
+        if hp["CG_WARM"] > 0:
+            st.direction = np.array(delta, dtype=dt)
         record = {"loss": loss, "rho": rho, "alpha": alpha, "cg_iters": cg_iters, "max_cg_iters": n_cg,
                   "cg_residual": cg_residual, "ls_evals": ls_evals, "ls_success": ls_success, "ratio": ratio,
                   "rejected": st.n_rejected, "cg_stop": cg_stop, "g_dot_delta": g_dot_delta,
                   "delta_a_delta": delta_a_delta,
                   "predicted": alpha * g_dot_delta + 0.5 * alpha * alpha * delta_a_delta,
-                  "seconds_products": seconds_products, "seconds_line_search": seconds_line_search}
+                  "seconds_products": seconds_products, "seconds_line_search": seconds_line_search,
+                  "cg_warm": bool(out.cg_warm)}
         record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
         for key in _SGN_HISTORY:
             st.history[key].append(record[key])

@@ -41,7 +41,9 @@ __all__ = ["RUN_NAME", "load_result", "load_grid", "thin_timeline", "damping_sta
            "read_summary", "is_summary", "summary_spacing", "step_damping_stats"]
 
 #: The folder name of one run in a grid: solver, parameter (CG iterations or learning rate), seed.
-RUN_NAME = re.compile(r"res_(SGN|SGD)_([0-9.e+-]+)_(\d+)$")
+#: Solvers: SGN with a fixed CG count, SGN-adapt (CG_ADAPT; the parameter is the cap), SGN-adapt-curv (and
+#: CURV_BATCH), SGD and Adam (the parameter is the learning rate).
+RUN_NAME = re.compile(r"res_(SGN-adapt-curv|SGN-adapt|SGN|SGD|Adam)_([0-9.e+-]+)_(\d+)$")
 
 _RUN_COLUMNS = ("run", "grid", "solver", "param", "seed", "init", "init_seed", "floatX", "time_budget",
                 "eval_every", "batch_size", "n_params", "version", "diverged", "steps", "rho_min_pct",

@@ -63,7 +63,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         epochs: int = 1, batch_size: int = 1000, time_budget: float | None = None,
         eval_every: float | None = 5.0, seed: int = 0, progress: bool = False,
         label: str = "", checkpoint_every: int | None = None, checkpoint_path: str | None = None,
-        resume: str | None = None) -> list[dict[str, Any]]:
+        resume: str | None = None, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+        patience: int | None = None) -> list[dict[str, Any]]:
     """Train ``opt`` on shuffled mini-batches and record a timeline.
 
     Parameters
@@ -96,12 +97,20 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     resume : str or None
         A checkpoint written by this function: training continues exactly where
         it stopped (same remaining batches, same steps).
+    x_val, y_val : ndarray, optional
+        A validation split: every record gains ``val_loss`` (and ``val_acc``).
+    patience : int, optional
+        Early stopping (needs ``x_val``): stop once ``val_loss`` has not improved on its best
+        for this many records in a row, and put back the θ of the best record.  The last
+        record is then that θ's, marked ``"early_stopped": True`` (with the seconds and steps
+        spent).
 
     Returns
     -------
     list of dict
         Records ``{seconds, epoch, iteration, train_loss, test_loss}`` (+ ``test_acc``
-        for classification), the first at 0 seconds, the last at the end of training.
+        for classification, ``val_loss``/``val_acc`` with a validation split), the first at
+        0 seconds, the last at the end of training.
         When the optimizer gives up on non-finite steps (:class:`NonFiniteStepError`),
         training stops and the last record carries ``"diverged": True``.
     """
@@ -115,6 +124,12 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         check_value("checkpoint_every", checkpoint_every, Interval("int", 1, None), "fit")
         if checkpoint_path is None:
             raise ValueError("fit: checkpoint_every needs a checkpoint_path")
+    if (x_val is None) != (y_val is None):
+        raise ValueError("fit: x_val and y_val go together")
+    if patience is not None:
+        check_value("patience", patience, Interval("int", 1, None), "fit")
+        if x_val is None:
+            raise ValueError("fit: patience (early stopping) needs a validation split, x_val and y_val")
     comm = getattr(opt, "comm", None)
     rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     rng = np.random.default_rng(seed)
@@ -122,12 +137,14 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
     steps_per_epoch = -(-n // batch_size)
     # Everything that decides what happens next, so that a checkpoint can restore it.
     pos: dict[str, Any] = {"epoch": 1, "start": 0, "seconds": 0.0, "iteration": 0, "next_eval": None,
-                           "epoch_start": 0.0, "timeline": []}
+                           "epoch_start": 0.0, "timeline": [], "best_val": None, "bad_records": 0}
     perm = None
+    best_theta = None  # θ at the best validation loss so far (early stopping)
     if resume is not None:
         extra, arrays = opt.load(resume)
-        pos = extra["fit"]
+        pos = {"best_val": None, "bad_records": 0, **extra["fit"]}
         perm = arrays.get("perm")
+        best_theta = arrays.get("best_theta")
         rng.bit_generator.state = pos.pop("rng_state")
         pos.setdefault("epoch_start", None)  # a checkpoint of an older release: every epoch end recorded
 
@@ -138,14 +155,36 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                "train_loss": train["loss"], "test_loss": test["loss"]}
         if "acc" in test:
             rec["test_acc"] = test["acc"]
+        if x_val is not None:
+            val = evaluate(opt, x_val, y_val)
+            rec["val_loss"] = val["loss"]
+            if "acc" in val:
+                rec["val_acc"] = val["acc"]
         pos["timeline"].append(rec)
 
+    def patience_spent() -> bool:
+        """After a record: keep the best θ by validation loss; True once ``patience`` records missed it."""
+        nonlocal best_theta
+        if patience is None:
+            return False
+        value = pos["timeline"][-1]["val_loss"]
+        if pos["best_val"] is None or value < pos["best_val"]:
+            pos["best_val"], pos["bad_records"] = value, 0
+            best_theta = opt.theta.get_value().copy()
+            return False
+        pos["bad_records"] += 1
+        return pos["bad_records"] >= patience
+
     def checkpoint() -> None:
+        arrays = {} if perm is None else {"perm": perm}
+        if best_theta is not None:
+            arrays["best_theta"] = best_theta
         opt.save(checkpoint_path, extra={"fit": {**pos, "rng_state": rng.bit_generator.state}},
-                 extra_arrays={} if perm is None else {"perm": perm})
+                 extra_arrays=arrays)
 
     if resume is None:
         record(0)
+        patience_spent()
         pos["next_eval"] = eval_every if eval_every else None
     bar = None
     if progress and rank == 0:
@@ -158,7 +197,7 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         bar = tqdm(total=total, desc=label or type(opt).__name__, unit="s" if time_budget else "step",
                    leave=False, mininterval=0.5, bar_format=fmt,
                    initial=min(pos["seconds"], total) if time_budget else pos["iteration"])
-    out_of_time = time_budget is not None and pos["seconds"] >= time_budget
+    out_of_time = (time_budget is not None and pos["seconds"] >= time_budget) or bool(pos.get("early_stopped"))
     while pos["epoch"] <= epochs and not out_of_time:
         if perm is None:
             perm = rng.permutation(n)
@@ -187,6 +226,10 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
             if pos["next_eval"] is not None and pos["seconds"] >= pos["next_eval"]:
                 record(pos["epoch"] - 1 + pos["start"] / n)
                 pos["next_eval"] = pos["seconds"] + eval_every
+                if patience_spent():
+                    pos["early_stopped"] = True
+                    out_of_time = True
+                    break
             if checkpoint_every is not None and pos["iteration"] % checkpoint_every == 0:
                 checkpoint()
         if out_of_time:
@@ -196,11 +239,20 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                       or pos["seconds"] - pos["epoch_start"] >= eval_every)
         if long_epoch or pos["epoch"] == epochs:
             record(pos["epoch"])
+            if patience_spent():
+                pos["early_stopped"] = True
+                out_of_time = True
+                break
         pos["epoch"] += 1
         pos["epoch_start"] = pos["seconds"]
         pos["start"] = 0
         perm = None
-    if out_of_time:
+    if pos.get("early_stopped") and not pos["timeline"][-1].get("early_stopped"):
+        # The best θ back, and its losses as the last record (at the seconds and steps spent).
+        opt.theta.set_value(best_theta.astype(opt.theta.dtype))
+        record(round(pos["iteration"] / steps_per_epoch, 6))
+        pos["timeline"][-1]["early_stopped"] = True
+    elif out_of_time and not pos.get("early_stopped"):
         record(round(pos["iteration"] / steps_per_epoch, 6))
         if "diverged" in pos:
             pos["timeline"][-1]["diverged"] = True

@@ -86,6 +86,24 @@ def test_a_file_from_before_tr_ratio_loads_as_the_accepted_rule(tmp_path):
         _make(SGN, HP).load(old)
 
 
+def test_a_file_from_before_adaptive_cg_loads_and_resumes_exactly(tmp_path):
+    # Files written before CG_ADAPT, CG_WARM and CURV_BATCH lack their keys and state fields.
+    path, old = tmp_path / "c.npz", tmp_path / "old.npz"
+    batches = _batches(4)
+    opt = _make(SGN, HP)
+    for b in batches[:2]:
+        opt.step(*b)
+    opt.save(path)
+    arrays, meta = load_checkpoint(path)
+    for key in ("CG_ADAPT", "CG_WINDOW", "CG_PROGRESS_TOL", "CG_WARM", "CURV_BATCH"):
+        del meta["hyper_par"][key]
+    del meta["cg_budget"], arrays["direction"]
+    save_checkpoint(old, arrays, {k: v for k, v in meta.items() if k != "format_version"})
+    resumed = _make(SGN, HP, seed=5)
+    resumed.load(old)
+    assert [resumed.step(*b)[0] for b in batches[2:]] == [opt.step(*b)[0] for b in batches[2:]]
+
+
 def test_corrupt_truncated_and_foreign_files(tmp_path):
     path = tmp_path / "c.npz"
     opt = _make(SGN, HP)

@@ -65,6 +65,8 @@ def test_results_json_text_reads_back_exactly_with_one_record_per_line():
 def test_boolean_flags_take_true_false(tmp_path):
     bad = _script("mlp.py", "--TR", "maybe", "--out", str(tmp_path))
     assert bad.returncode == 2 and "expected True or False" in bad.stderr
+    lonely = _script("mlp.py", "--dataset", "sine", "--early_stopping", "3", "--out", str(tmp_path / "es"))
+    assert lonely.returncode == 1 and "--early_stopping needs a validation split" in lonely.stderr
 
 
 def test_tr_ratio_flag_reaches_the_sgn_hyperparameters():
@@ -227,10 +229,44 @@ def test_mlp_script_trains_with_adam_and_weight_decay(tmp_path):
     out = tmp_path / "adam"
     proc = _script("mlp.py", "--dataset", "sine", "--layers", "8", "--solver", "Adam", "--lr", "0.01",
                    "--beta2", "0.99", "--weight_decay", "1e-3", "--decoupled", "True", "--epochs", "3",
-                   "--batch_size", "500", "--verbose", "0", "--eval_every", "0", "--out", str(out))
+                   "--batch_size", "500", "--verbose", "0", "--eval_every", "0", "--val_fraction", "0.2",
+                   "--early_stopping", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "results.json").read_text())
+    # The validation split: 20% of the 7000 training samples held out, recorded beside the test loss.
+    assert all(np.isfinite(r["val_loss"]) for r in res["timeline"]) and res["config"]["val_fraction"] == 0.2
+    assert res["final"]["iteration"] == 3 * 12  # 5600 samples in batches of 500
     hp = res["config"]["hyper_par"]
     assert (hp["BETA1"], hp["BETA2"], hp["WEIGHT_DECAY"], hp["DECOUPLED"], hp["LR0"]) == (0.9, 0.99, 1e-3, True, 0.01)
     assert "MOMENTUM" not in hp
     assert res["timeline"][-1]["train_loss"] < res["timeline"][0]["train_loss"]
+
+
+def test_adaptive_cg_summary_tabulates_marks_effort_and_verdicts(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    import adaptive_cg
+    folder = tmp_path / "boston"
+    # Test losses at 10 s: fixed CG 2 → 0.010 and 0.012 (mean 0.011), CG 5 → 0.008 (the best);
+    # adaptive → 0.0084 and 0.0086 (0.0085, 1.0625x the best: within 1.1x, not ahead of CG 5).
+    for solver, param, seed, loss, iters in (("SGN", 2, 1, 0.010, [2, 2]), ("SGN", 2, 2, 0.012, [2, 2]),
+                                             ("SGN", 5, 1, 0.008, [5, 5]), ("SGN-adapt", 10, 1, 0.0084, [3, 5]),
+                                             ("SGN-adapt", 10, 2, 0.0086, [4, 4])):
+        run = folder / f"res_{solver}_{param}_{seed}"
+        run.mkdir(parents=True)
+        timeline = [{"seconds": 0.0, "epoch": 0, "iteration": 0, "train_loss": 1.0, "test_loss": 1.0},
+                    {"seconds": 10.05, "epoch": 9, "iteration": 90, "train_loss": loss, "test_loss": loss}]
+        (run / "results.json").write_text(json.dumps({"config": {"sgn_version": "0.5.0"}, "timeline": timeline,
+                                                      "final": timeline[-1]}))
+        (run / "diagnostics.jsonl").write_text("".join(
+            json.dumps({"step": i + 1, "cg_iters": k, "max_cg_iters": 10 if solver != "SGN" else param,
+                        "cg_stop": "progress" if solver != "SGN" else "budget"}) + "\n" for i, k in enumerate(iters)))
+    rows = adaptive_cg.summarise(str(tmp_path), ["boston"])
+    by = {(r["solver"], r["param"]): r for r in rows}
+    assert by[("SGN", 2.0)]["mean"] == pytest.approx(0.011) and by[("SGN", 2.0)]["seeds"] == 2
+    assert by[("SGN", 2.0)]["std"] == pytest.approx(np.std([0.010, 0.012], ddof=1))
+    assert by[("SGN-adapt", 10.0)]["cg_iters"] == pytest.approx(4.0) and by[("SGN-adapt", 10.0)]["progress_pct"] == 100
+    (verdict,) = adaptive_cg.verdicts(rows)
+    assert verdict["best_fixed"] == 5 and verdict["gap"] == pytest.approx(0.0085 / 0.008)
+    assert verdict["meets_target"] and not verdict["ahead_of_every_fixed"]
+    assert adaptive_cg.main(["--root", str(tmp_path), "--benches", "boston", "--summary", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "verdicts.csv").read_text().count("\n") == 2

@@ -5,7 +5,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.scan.op import Scan
 
-from sgn import SGD, SGN, losses
+from sgn import SGD, SGN, InvalidParameterError, losses
 from sgn.models import load_architecture, mlp, vgg
 
 jax = pytest.importorskip("jax")  # installed by the test extra; the skip only helps bare installs
@@ -56,6 +56,24 @@ def test_jax_step_matches_the_c_backend(build, shape, hp):
     assert got[4] == ref[4]  # the same CG iteration counts (MIN_CG_ITERS warm-up, then MAX_CG_ITERS)
     # The CG loop is unrolled for JAX: no scan, whose loop length JAX would need static.
     assert not any(isinstance(n.op, Scan) for fn in got[0]._step_fns.values() for n in fn.maker.fgraph.toposort())
+
+
+def test_jax_adaptive_cg_matches_the_c_backend():
+    # CG_ADAPT: JAX unrolls to the cap and masks, C runs a scan that exits; the same stops and budgets.
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(24, 6)), rng.integers(0, 3, 24).astype("int32")
+    v = rng.normal(size=_mlp()[0].N_par)
+    hp = {"MAX_CG_ITERS": 4, "CG_ADAPT": True, "CG_PROGRESS_TOL": 0.05, "TR": True, "PRINT_LEVEL": 0,
+          "DAMP_RHO": 1e-3}
+    ref, got = _run(_mlp, "c", 4, x, y, v, hp), _run(_mlp, "jax", 4, x, y, v, hp)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-8)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-8, atol=1e-12)
+    assert got[4] == ref[4] and got[0].history["max_cg_iters"] == ref[0].history["max_cg_iters"]
+    assert got[0].history["cg_stop"] == ref[0].history["cg_stop"]
+    assert "progress" in ref[0].history["cg_stop"]  # the progress test did stop CG here
+    net, X, yv, loss = _mlp()
+    with pytest.raises(InvalidParameterError, match="CURV_BATCH"):  # its slice size is not static on JAX
+        SGN(X, yv, net, loss, {**hp, "CURV_BATCH": 0.5}, mode="jax")
 
 
 def test_jax_sgd_matches_the_c_backend():

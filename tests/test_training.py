@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytensor.tensor as pt
+import pytest
 
 from sgn import SGD, SGN, losses
 from sgn.datasets import load_sine
@@ -88,3 +89,59 @@ def test_fit_records_a_diverged_run_instead_of_crashing():
                    batch_size=100, eval_every=None)
     assert timeline[-1].get("diverged") is True
     assert timeline[-1]["iteration"] < 50 * 3
+
+
+def _sgd_sine(lr=0.2):
+    X, y = pt.matrix("X"), pt.matrix("y")
+    net = mlp(X, y, 1, 1, {"hs": [5]}, mode="regression", seed=0)
+    return SGD(X, y, net, losses.mean_squared_error(net.out_sym, y), {"LR0": lr, "PRINT_LEVEL": 0})
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_theta():
+    data = load_sine(n_samples=600, seed=0)
+    # A validation split whose targets are the negated sine: fitting the training set makes it worse.
+    x_val, y_val = data.x_test[:200], -data.y_test[:200]
+    opt = _sgd_sine()
+    timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=60, batch_size=100,
+                   eval_every=None, x_val=x_val, y_val=y_val, patience=3)
+    last, before = timeline[-1], timeline[:-1]
+    assert last["early_stopped"] is True and before[-1]["epoch"] < 60
+    vals = [r["val_loss"] for r in before]
+    best = int(np.argmin(vals))
+    # Stopped at the third record in a row that missed the best one, never before.
+    assert len(before) - 1 == best + 3
+    assert all(v >= vals[best] for v in vals[best + 1:])
+    # The returned θ is the best record's: its validation loss again, its test loss too.
+    assert np.isclose(last["val_loss"], vals[best], rtol=1e-12)
+    assert np.isclose(last["test_loss"], before[best]["test_loss"], rtol=1e-12)
+    assert last["iteration"] == before[-1]["iteration"]
+
+
+def test_validation_split_records_and_argument_checks():
+    data = load_sine(n_samples=300, seed=0)
+    opt = _sgd_sine()
+    timeline = fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, epochs=2, batch_size=100,
+                   eval_every=None, x_val=data.x_test[:50], y_val=data.y_test[:50])
+    assert all("val_loss" in r and np.isfinite(r["val_loss"]) for r in timeline)
+    assert not any(r.get("early_stopped") for r in timeline) and timeline[-1]["epoch"] == 2
+    with pytest.raises(ValueError, match="needs a validation split"):
+        fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, patience=2)
+    with pytest.raises(ValueError, match="go together"):
+        fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, x_val=data.x_test)
+    with pytest.raises(ValueError, match="patience"):
+        fit(opt, data.x_train, data.y_train, data.x_test, data.y_test, x_val=data.x_test, y_val=data.y_test,
+            patience=0)
+
+
+def test_validation_split_is_seeded_disjoint_and_sized():
+    from sgn.experiment import validation_split
+    x = np.arange(100.0).reshape(50, 2)
+    y = np.arange(50)
+    xt, yt, xv, yv = validation_split(x, y, 0.25, seed=3)
+    assert len(yv) == 13 and len(yt) == 37 and set(yt).isdisjoint(yv) and set(yt) | set(yv) == set(y)
+    assert np.array_equal(xv[:, 0] / 2, yv) and np.all(np.diff(yt) > 0)  # rows kept with their labels, in order
+    assert np.array_equal(validation_split(x, y, 0.25, seed=3)[3], yv)
+    assert not np.array_equal(validation_split(x, y, 0.25, seed=4)[3], yv)
+    assert validation_split(x, y, 0.0, seed=3)[2] is None
+    with pytest.raises(ValueError, match="val_fraction"):
+        validation_split(x, y, 1.0, seed=3)

@@ -1,0 +1,130 @@
+"""SGN's adaptive CG (CG_ADAPT), warm start (CG_WARM) and curvature sub-batch (CURV_BATCH),
+against dense numpy references and hand-computed rule values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sgn import SGN, InvalidParameterError
+from sgn.damping import next_cg_budget
+
+RHO = 1e-2
+BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
+
+
+def _numpy_cg(A, b, max_iter, x0=None, window=None, eps=None):
+    """CG for A x = -b with Martens' progress test and a warm start: (x, iterations, stopped on progress)."""
+    x = np.zeros_like(b) if x0 is None else x0.copy()
+    r = A @ x + b
+    if 0.5 * x @ (r + b) >= 0:
+        x, r = np.zeros_like(b), b.copy()
+    p, phis = -r, [0.5 * x @ (r + b)]
+    for i in range(1, max_iter + 1):
+        Ap = A @ p
+        step = (r @ r) / (p @ Ap)
+        x, r_new = x + step * p, r + step * Ap
+        p, r = -r_new + (r_new @ r_new) / (r @ r) * p, r_new
+        phis.append(0.5 * x @ (r + b))
+        if window and i >= window and phis[i] < 0 and phis[i - window] - phis[i] < window * eps * -phis[i]:
+            return x, i, True
+    return x, max_iter, False
+
+
+@pytest.mark.parametrize("budget, cap, ratio, used, expected", [
+    (10, 10, 0.1, True, 6),         # poor model: floor(2/3 * 10)
+    (2, 10, -math.inf, False, 1),   # a rejected model shrinks even an early stop
+    (1, 10, 0.0, True, 1),          # never below 1
+    (3, 10, 0.9, True, 5),          # good and budget-bound: ceil(1.5 * 3)
+    (8, 10, 0.9, True, 10),         # ... up to the cap
+    (1, 10, math.nan, True, 2),     # no ratio computed: budget-bound grows
+    (4, 10, 0.9, False, 4),         # CG stopped by itself: unchanged
+    (4, 10, 0.5, True, 4),          # ratio in [0.25, 0.75]: unchanged
+    (12, 10, 0.5, False, 10),       # a budget above a lowered cap comes down to it
+])
+def test_next_cg_budget_hand_values(budget, cap, ratio, used, expected):
+    assert next_cg_budget(budget, cap, ratio, used) == expected
+
+
+def test_adaptive_step_matches_numpy_cg_with_the_progress_test(tiny_problem):
+    p = tiny_problem("classification", seed=4, hs=(4,), n_in=3, n_out=3, batch=20)
+    hp = {**BASE, "CG_ADAPT": True, "MAX_CG_ITERS": 30, "CG_WINDOW": 2, "CG_PROGRESS_TOL": 0.02}
+    opt = SGN(p.X, p.y, p.net, p.loss, hp)
+    G, g = p.dense_gauss_newton(), p.gradient()
+    want, want_iters, want_progress = _numpy_cg(G + RHO * np.eye(len(g)), g, 30, window=2, eps=0.02)
+    assert want_progress and want_iters < 30  # the reference stops on progress, before the cap
+    theta0 = p.net.theta.get_value()
+    opt.step(p.xb, p.yb)
+    np.testing.assert_allclose(p.net.theta.get_value() - theta0, want, atol=1e-8 * np.abs(want).max())
+    h = opt.history
+    assert h["cg_iters"] == [want_iters] and h["cg_stop"] == ["progress"] and h["max_cg_iters"] == [30]
+    # Without LS or TR the ratio is still computed (at the full step), for the budget rule.
+    assert math.isfinite(h["ratio"][0])
+    assert opt.state.cg_budget == next_cg_budget(30, 30, h["ratio"][0], False)
+
+
+def test_budget_follows_the_rule_over_steps_and_resumes_exactly(tiny_problem, tmp_path):
+    p = tiny_problem("classification", seed=2, hs=(6,), n_in=4, n_out=3, batch=40)
+    hp = {"CG_ADAPT": True, "MAX_CG_ITERS": 8, "CG_PROGRESS_TOL": 0.05, "CG_WARM": 0.5, "TR": True, "PRINT_LEVEL": 0}
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(40, 4)), rng.integers(0, 3, 40).astype("int32")) for _ in range(8)]
+    theta0 = p.net.theta.get_value()
+    opt = SGN(p.X, p.y, p.net, p.loss, hp)
+    for i, b in enumerate(batches):
+        opt.step(*b)
+        if i == 3:
+            opt.save(tmp_path / "c.npz")
+    h = opt.history
+    for t in range(1, 8):  # each budget is the rule applied to the step before
+        assert h["max_cg_iters"][t] == next_cg_budget(h["max_cg_iters"][t - 1], 8, h["ratio"][t - 1],
+                                                      h["cg_stop"][t - 1] == "budget")
+    assert len(set(h["max_cg_iters"])) > 1  # the budget did move on this problem
+    ref_theta = p.net.theta.get_value()
+    p.net.theta.set_value(theta0)
+    resumed = SGN(p.X, p.y, p.net, p.loss, hp)
+    resumed.load(tmp_path / "c.npz")
+    for b in batches[4:]:
+        resumed.step(*b)
+    assert np.array_equal(p.net.theta.get_value(), ref_theta)
+    assert resumed.history["max_cg_iters"] == h["max_cg_iters"]
+
+
+def test_warm_start_matches_numpy_cg_from_the_decayed_direction(tiny_problem):
+    # A short step on one batch keeps the previous direction a good start (φ(ζΔ) < 0).
+    p = tiny_problem("classification", seed=3, hs=(4,), n_in=3, n_out=3, batch=20)
+    zeta = 0.8
+    hp = {**BASE, "ALPHA": 0.05, "MAX_CG_ITERS": 3, "CG_WARM": zeta}
+    opt = SGN(p.X, p.y, p.net, p.loss, hp)
+    opt.step(p.xb, p.yb)
+    first = opt.state.direction.copy()
+    G, g = p.dense_gauss_newton(), p.gradient()  # at θ after the first step
+    want, _, _ = _numpy_cg(G + RHO * np.eye(len(g)), g, 3, x0=zeta * first)
+    theta1 = p.net.theta.get_value()
+    opt.step(p.xb, p.yb)
+    assert opt.history["cg_warm"] == [False, True]
+    np.testing.assert_allclose((p.net.theta.get_value() - theta1) / 0.05, want, atol=1e-8 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("kind, fraction, n_curv", [("classification", 0.3, 6), ("regression", 0.5, 10)])
+def test_curvature_sub_batch_solves_with_g_of_the_first_rows(tiny_problem, kind, fraction, n_curv):
+    p = tiny_problem(kind, seed=5, hs=(3,), n_in=2, n_out=2, batch=20)
+    g = p.gradient()  # the whole batch's
+    sub = tiny_problem(kind, seed=5, hs=(3,), n_in=2, n_out=2, batch=n_curv)
+    sub.xb, sub.yb = p.xb[:n_curv], p.yb[:n_curv]  # same network (same seed), first rows only
+    G = sub.dense_gauss_newton()
+    want = np.linalg.solve(G + RHO * np.eye(len(g)), -g)
+    opt = SGN(p.X, p.y, p.net, p.loss, {**BASE, "MAX_CG_ITERS": p.net.n_params, "CURV_BATCH": fraction})
+    theta0 = p.net.theta.get_value()
+    opt.step(p.xb, p.yb)
+    delta = p.net.theta.get_value() - theta0
+    assert np.linalg.norm(delta - want) / np.linalg.norm(want) < 1e-6
+    full = np.linalg.solve(p.dense_gauss_newton() + RHO * np.eye(len(g)), -g)
+    assert np.linalg.norm(delta - full) > 1e-3 * np.linalg.norm(full)  # not the full batch's G
+
+
+@pytest.mark.parametrize("key, value", [("CURV_BATCH", 0.0), ("CURV_BATCH", 1.5), ("CG_WARM", 1.0),
+                                        ("CG_PROGRESS_TOL", 0.0), ("CG_WINDOW", 0), ("CG_ADAPT", "yes")])
+def test_bad_values_name_the_parameter(tiny_problem, key, value):
+    p = tiny_problem("classification")
+    with pytest.raises(InvalidParameterError, match=key):
+        SGN(p.X, p.y, p.net, p.loss, {key: value})
