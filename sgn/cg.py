@@ -69,7 +69,7 @@ def model_progress_stop(phi_now: TensorVariable, phi_window_ago: TensorVariable,
 def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: TensorVariable,
                        max_iter: TensorVariable | int, tol: TensorVariable | float = 0.0,
                        precond: TensorVariable | None = None, static_steps: int | None = None,
-                       x0: TensorVariable | None = None,
+                       x0: TensorVariable | None = None, x0_product: TensorVariable | None = None,
                        progress: tuple[int, TensorVariable | float] | None = None) -> CGResult:
     """Build the graph of preconditioned CG for ``A x = -b`` started from ``x = 0``.
 
@@ -103,6 +103,9 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         It costs one more ``matvec`` (for ``r0 = A x0 + b``), and it is used only if its
         model value ``φ(x0) = ½ x0ᵀ(r0 + b)`` is negative, i.e. better than ``x = 0``;
         otherwise the loop starts from 0 (``CGResult.warm`` says which).
+    x0_product : TensorVariable of shape (n,), optional
+        ``A x0`` if the caller built it (e.g. inside a reduction it shares with other values);
+        otherwise ``matvec(x0)``.
     progress : (window, eps), optional
         Also stop on Martens' relative model progress (:func:`model_progress_stop`), with
         ``φ_i = ½ x_iᵀ(r_i + b)`` from quantities CG already has: no extra ``matvec``.
@@ -139,7 +142,7 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         x_init, r_init, warm = pt.zeros_like(b), b, pt.as_tensor_variable(np.bool_(False))
     else:
         x0 = pt.as_tensor_variable(x0)
-        r0 = matvec(x0) + b
+        r0 = (matvec(x0) if x0_product is None else x0_product) + b
         warm = pt.lt(0.5 * pt.dot(x0, r0 + b), zero)  # a start worse than x = 0 is dropped
         x_init, r_init = pt.switch(warm, x0, pt.zeros_like(b)), pt.switch(warm, r0, b)
     y0 = apply_precond(r_init)

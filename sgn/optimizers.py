@@ -797,6 +797,13 @@ class SGN(_Optimizer):
         self.cg_unroll_max = cg_unroll_max
         self.callback = callback
         super().__init__(X, y_hat, net, obj_fun, mode, comm)
+        if comm is not None and (hp["CG_ADAPT"] or hp["CG_WARM"] > 0):
+            # Measured: PyTensor's scan rewrites then leave the gradient's all-reduce twice in the step,
+            # as two independent nodes that ranks could run in different orders (check_collective_order).
+            raise InvalidParameterError(
+                "The 'CG_ADAPT' and 'CG_WARM' hyperparameters of SGN are not supported with comm= yet: "
+                f"got CG_ADAPT={hp['CG_ADAPT']!r}, CG_WARM={hp['CG_WARM']!r}. Use fixed CG counts "
+                "(CG_ADAPT=False, CG_WARM=0) for data-parallel training.")
         if is_jax(self.mode) and hp["CURV_BATCH"] < 1:
             # The slice's length is computed from the batch size inside the graph; JAX needs it static.
             raise InvalidParameterError(
@@ -854,9 +861,29 @@ class SGN(_Optimizer):
         # G is built from the data loss (obj_fun); the objective adds the penalty, whose exact
         # curvature lambda * mask joins G in damped_product.
         out, theta, data_loss, loss, g = self.net.out_sym, self.theta, self.obj_fun, self.objective, self.grad_sym
+        hp = self.hyper_par
+        curv_out, curv_loss = out, data_loss
+        if hp["CURV_BATCH"] < 1:
+            # G on the first ceil(CURV_BATCH * B) samples of the batch (Martens 2010; Byrd et al.
+            # 2011): the network and loss graphs again on that slice.  Its forward pass runs once
+            # per step, outside CG's loop like the full batch's, and costs CURV_BATCH of it.
+            n_batch = self.X.shape[0]
+            n_curv = pt.maximum(1, pt.cast(pt.ceil(hp["CURV_BATCH"] * n_batch), "int64"))
+            curv_out, curv_loss = graph_replace([out, data_loss],
+                                                {self.X: self.X[:n_curv], self.y_hat: self.y_hat[:n_curv]},
+                                                strict=False)
+        loss_grad_out = output_loss_gradient(curv_loss, curv_out)
+        x0 = pt.vector("cg_start", dtype=dt)
+        warm = hp["CG_WARM"] > 0
         # With comm, the global loss and gradient (one reduction); every value after depends on them.
+        # CG_WARM's G x0 needs no CG quantity: it travels in the same reduction, so that no two
+        # reductions of the step are independent (ranks could run those in different orders).
         loss_local = loss
-        loss, g = self._shard_mean(loss, g)
+        if warm:
+            loss, g, gx0 = self._shard_mean(loss, g, gauss_newton_product(curv_out, theta, curv_loss, x0,
+                                                                          loss_grad_out))
+        else:
+            loss, g = self._shard_mean(loss, g)
         rho = pt.scalar("rho", dtype=dt)
         n_cg = pt.iscalar("n_cg")
         m_prev = pt.vector("m_prev", dtype=dt)
@@ -873,32 +900,22 @@ class SGN(_Optimizer):
             exponent = pt.constant(self.hyper_par["ALPHA_EXP"], dtype=dt)
             tiny = pt.constant(np.finfo(dt).tiny, dtype=dt)
             precond = pt.maximum(pt.sqr(rhs) + rho, tiny) ** (-exponent)
-        hp = self.hyper_par
-        curv_out, curv_loss = out, data_loss
-        if hp["CURV_BATCH"] < 1:
-            # G on the first ceil(CURV_BATCH * B) samples of the batch (Martens 2010; Byrd et al.
-            # 2011): the network and loss graphs again on that slice.  Its forward pass runs once
-            # per step, outside CG's loop like the full batch's, and costs CURV_BATCH of it.
-            n_batch = self.X.shape[0]
-            n_curv = pt.maximum(1, pt.cast(pt.ceil(hp["CURV_BATCH"] * n_batch), "int64"))
-            curv_out, curv_loss = graph_replace([out, data_loss],
-                                                {self.X: self.X[:n_curv], self.y_hat: self.y_hat[:n_curv]},
-                                                strict=False)
-        loss_grad_out = output_loss_gradient(curv_loss, curv_out)
 
-        def damped_product(p):
-            gp = self._shard_mean(gauss_newton_product(curv_out, theta, curv_loss, p, loss_grad_out))
+        def damped(p, gp):
             if self._weight_decay is not None:
                 gp = gp + self._penalty_product(p)
             return gp + rho * p
 
+        def damped_product(p):
+            return damped(p, self._shard_mean(gauss_newton_product(curv_out, theta, curv_loss, p, loss_grad_out)))
+
         tol = pt.constant(hp["CG_TOL"], dtype=dt)
-        x0 = pt.vector("cg_start", dtype=dt)
         progress = (hp["CG_WINDOW"], hp["CG_PROGRESS_TOL"]) if hp["CG_ADAPT"] else None
 
         def compile_step(static_steps: int | None) -> Any:
             cg = conjugate_gradient(damped_product, rhs, n_cg, tol, precond, static_steps=static_steps,
-                                    x0=x0 if hp["CG_WARM"] > 0 else None, progress=progress)
+                                    x0=x0 if warm else None, x0_product=damped(x0, gx0) if warm else None,
+                                    progress=progress)
             delta = cg.x
             g_dot_delta = pt.dot(g, delta)
             # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.

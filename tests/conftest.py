@@ -13,26 +13,13 @@ from __future__ import annotations
 import os
 import socket
 
-# A cold suite is mostly gcc compiling PyTensor's C modules, one at a time (PyTensor holds a lock on
-# its cache while it compiles).  The tests check what the code computes, not how fast, so they
-# compile without optimisation (cmodule__remove_gxx_opt: gcc's -O0, measured 20% faster on a cold
-# subset of the suite) into a cache of their own: such modules must never serve a user's runs, and
-# PyTensor's cache key does not tell them apart.  Set SGN_TEST_OPTIMIZED_C=1 to test with the
-# optimised build and the user's cache.  Subprocesses (scripts, MPI ranks) inherit the setting.
-if not os.environ.get("SGN_TEST_OPTIMIZED_C"):
-    _cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                          "sgn", "pytensor-tests")
-    os.environ["PYTENSOR_FLAGS"] = ",".join(
-        f for f in (os.environ.get("PYTENSOR_FLAGS", ""), f"base_compiledir={_cache}", "cmodule__remove_gxx_opt=True")
-        if f)
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
 
-import numpy as np  # noqa: E402
-import pytensor  # noqa: E402
-import pytensor.tensor as pt  # noqa: E402
-import pytest  # noqa: E402
-
-from sgn import losses  # noqa: E402
-from sgn.models import mlp  # noqa: E402
+from sgn import losses
+from sgn.models import mlp
 
 
 def softmax_cross_entropy_hessian(logits: np.ndarray) -> np.ndarray:
