@@ -89,6 +89,11 @@ def value_at(timeline: list[dict], axis: str, t: float, key: str) -> float:
     return best
 
 
+def time_slack(seconds: float) -> float:
+    """How far past a time snapshot a record still counts: a budget run's last step ends a little late."""
+    return max(0.5, 0.02 * seconds)
+
+
 def label(solver: str, param: float) -> str:
     return solver if np.isnan(param) else f"{solver} ({param:g})"
 
@@ -142,7 +147,7 @@ def table(runs: Runs, key: str, snaps: list[float], axis: str = "seconds") -> st
     # A budget run's last step ends a little after the budget (and its record may sit just
     # short of it): a time snapshot allows for both.
     seconds = axis == "seconds"
-    slack, short = (lambda s: max(0.5, 0.02 * s) if seconds else 0.0), (0.5 if seconds else 0.0)
+    slack, short = (time_slack if seconds else (lambda s: 0.0)), (0.5 if seconds else 0.0)
     head = " | ".join(f"{'test accuracy (%)' if pct else key.replace('_', ' ')} at {at.format(s)} | {other_head}"
                       for s in snaps)
     lines = [f"| algorithm | {head} | seeds |", "|---|" + "---|---|" * len(snaps) + "---|"]

@@ -5,30 +5,13 @@ import math
 
 import numpy as np
 import pytest
+from test_cg import _numpy_cg  # the numpy CG reference with Martens' test and a warm start
 
 from sgn import SGN, InvalidParameterError
 from sgn.damping import next_cg_budget
 
 RHO = 1e-2
 BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
-
-
-def _numpy_cg(A, b, max_iter, x0=None, window=None, eps=None):
-    """CG for A x = -b with Martens' progress test and a warm start: (x, iterations, stopped on progress)."""
-    x = np.zeros_like(b) if x0 is None else x0.copy()
-    r = A @ x + b
-    if 0.5 * x @ (r + b) >= 0:
-        x, r = np.zeros_like(b), b.copy()
-    p, phis = -r, [0.5 * x @ (r + b)]
-    for i in range(1, max_iter + 1):
-        Ap = A @ p
-        step = (r @ r) / (p @ Ap)
-        x, r_new = x + step * p, r + step * Ap
-        p, r = -r_new + (r_new @ r_new) / (r @ r) * p, r_new
-        phis.append(0.5 * x @ (r + b))
-        if window and i >= window and phis[i] < 0 and phis[i - window] - phis[i] < window * eps * -phis[i]:
-            return x, i, True
-    return x, max_iter, False
 
 
 @pytest.mark.parametrize("budget, cap, ratio, used, expected", [

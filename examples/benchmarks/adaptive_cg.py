@@ -91,7 +91,7 @@ def summarise(root: str, benches: list[str]) -> list[dict]:
         for (solver, param), results in sorted(runs.items()):
             effort = [cg_effort(r) for r in results]
             for mark in marks:
-                t = mark + max(0.5, 0.02 * mark)  # as examples/plot.py's tables: the budget's last step ends late
+                t = mark + plot.time_slack(mark)  # as examples/plot.py's tables
                 values = [plot.value_at(r["timeline"], "seconds", t, key) for r in results
                           if not r["timeline"][-1].get("diverged")]
                 steps = [plot.value_at(r["timeline"], "seconds", t, "iteration") for r in results]
