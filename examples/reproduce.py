@@ -46,19 +46,31 @@ ADAM_LRS = [0.0001, 0.001, 0.01, 0.1]
 SOLVERS = ("SGN", "SGD", "SGN-adapt", "SGN-adapt-curv", "Adam")
 
 
-def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str | None, floatX: str,
-         solvers: list[str], init: str = "paper", init_seed: int | None = None,
-         diagnostics: bool = False) -> list[tuple[str, list[str]]]:
-    """(output folder, command) for every run of the grid."""
-    script, fixed, cg_grid, lr_grid, _ = BENCHMARKS[bench]
+def base_command(bench: str, budget: float, data_dir: str | None, floatX: str = "float32", init: str = "paper",
+                 init_seed: int | None = None, eval_every: float | None = None) -> list[str]:
+    """The command of one of ``bench``'s runs without its solver flags, seed and output folder.
+
+    ``eval_every`` defaults to 1% of the budget (10% for the convolutional nets, whose
+    evaluation on all 70,000 images takes seconds).
+    """
+    script, fixed, _, _, _ = BENCHMARKS[bench]
+    if eval_every is None:
+        eval_every = budget / 10 if script == "conv_net.py" else budget / 100
     common = [sys.executable, os.path.join(HERE, script), *fixed, "--epochs", "100000", "--time_budget", str(budget),
-              "--floatX", floatX, "--init", init, "--verbose", "0",
-              # Evaluating the convolutional nets on all 70,000 images takes seconds: fewer records.
-              "--eval_every", f"{budget / 10 if script == 'conv_net.py' else budget / 100:g}"]
+              "--floatX", floatX, "--init", init, "--verbose", "0", "--eval_every", f"{eval_every:g}"]
     if data_dir:
         common += ["--data_dir", data_dir]
     if init_seed is not None:
         common += ["--init_seed", str(init_seed)]
+    return common
+
+
+def runs(bench: str, seeds: list[int], budget: float, root: str, data_dir: str | None, floatX: str,
+         solvers: list[str], init: str = "paper", init_seed: int | None = None,
+         diagnostics: bool = False) -> list[tuple[str, list[str]]]:
+    """(output folder, command) for every run of the grid."""
+    _, _, cg_grid, lr_grid, _ = BENCHMARKS[bench]
+    common = base_command(bench, budget, data_dir, floatX, init, init_seed)
     out = []
     for seed in seeds:
         grid = {"SGN": [("SGN", k, SGN_FLAGS + ["--cg_max_iter", str(k)]) for k in cg_grid],
