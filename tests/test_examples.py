@@ -270,3 +270,91 @@ def test_adaptive_cg_summary_tabulates_marks_effort_and_verdicts(tmp_path):
     assert verdict["meets_target"] and not verdict["ahead_of_every_fixed"]
     assert adaptive_cg.main(["--root", str(tmp_path), "--benches", "boston", "--summary", str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "verdicts.csv").read_text().count("\n") == 2
+
+
+def _study_run(folder, cfg, points, diverged=False, early_stopped=False):
+    """A results.json with records (seconds, train_loss, test_loss) for optimizer_study's loaders."""
+    folder.mkdir(parents=True)
+    timeline = [{"seconds": s, "epoch": i, "iteration": 10 * i, "train_loss": tr, "test_loss": te}
+                for i, (s, tr, te) in enumerate(points)]
+    if diverged:
+        timeline[-1]["diverged"] = True
+    if early_stopped:
+        timeline[-1]["early_stopped"] = True
+    (folder / "results.json").write_text(json.dumps({"config": {"time_budget": 10.0, "sgn_version": "0.5.0", **cfg},
+                                                     "timeline": timeline, "final": timeline[-1]}))
+
+
+def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    import optimizer_study as study
+    sweep = tmp_path / "boston" / "sweep"
+    sgn = {"solver": "SGN", "cg_max_iter": 5, "lr": 0.001}
+    # Final test losses: SGN ρ₀ 1e-4 → 0.008, ρ₀ 1 → 0.016; SGD 0.01 → 0.012, SGD 1 diverged; Adam 0.001 → 0.020.
+    for name, cfg, loss, div in (("SGN_rho0.0001_cg5", {**sgn, "rho": 1e-4}, 0.008, False),
+                                 ("SGN_rho1_cg5", {**sgn, "rho": 1.0}, 0.016, False),
+                                 ("SGD_lr0.01", {"solver": "SGD", "lr": 0.01}, 0.012, False),
+                                 ("SGD_lr1", {"solver": "SGD", "lr": 1.0}, float("nan"), True),
+                                 ("Adam_lr0.001", {"solver": "Adam", "lr": 0.001}, 0.020, False)):
+        _study_run(sweep / f"{name}_s1", cfg, [(0.0, 1.0, 1.0), (10.02, loss, loss)], diverged=div)
+    loaded = study.load_phase(str(tmp_path), "boston", "sweep")
+    best = study.best_settings(loaded, "boston")
+    assert best == {"SGN": {"rho": 1e-4, "cg": 5}, "SGD": {"lr": 0.01}, "Adam": {"lr": 0.001}}
+    # The final phase runs each best setting on the benchmark's seeds, at the paper's budget.
+    todo = study.phase_runs(str(tmp_path), "boston", "final", None)
+    seeds = study.BENCHES["boston"][4]
+    assert len(todo) == 3 * len(seeds)
+    first = todo[0][1]
+    assert first[len(first) - first[::-1].index("--rho"):][0] == "0.0001"  # the last --rho wins in argparse
+    assert os.path.basename(todo[0][0]) == "SGN_rho0.0001_cg5_s1" and "--time_budget" in first
+    reg = study.phase_runs(str(tmp_path), "boston", "regularised", None)
+    assert {os.path.basename(d) for d, _ in reg} >= {"SGN-ES_rho0.0001_cg5_s1", "Adam-ES_lr0.001_s3"}
+    assert all(c[-c[::-1].index("--early_stopping"):][0] == "10" for _, c in reg)
+
+    rows = study.sweep_rows(str(tmp_path), ["boston"])
+    rob = {r["method"]: r for r in study.robustness(rows)}
+    # Near the best of all (0.008) means at most 1.5x = 0.012: SGN 1 of 2, SGD 1 of 2 (its diverged one is not).
+    assert (rob["SGN"]["near_best"], rob["SGD"]["near_best"], rob["Adam"]["near_best"]) == (1, 1, 0)
+    assert rob["SGD"]["diverged"] == 1 and rob["SGD"]["worst"] == float("inf")
+    assert rob["SGN"]["median"] == pytest.approx(0.012) and rob["SGN"]["worst"] == pytest.approx(0.016)
+
+    # Two final seeds of SGN: the target 0.01 first reached at 4 s and 6 s; the test loss then rises.
+    final = tmp_path / "boston" / "final"
+    for seed, t in ((1, 4.0), (2, 6.0)):
+        _study_run(final / f"SGN_rho0.0001_cg5_s{seed}", {**sgn, "rho": 1e-4},
+                   [(0.0, 1.0, 1.0), (t, 0.009, 0.0095), (10.01, 0.004, 0.011 + 0.001 * seed)])
+    _study_run(tmp_path / "boston" / "regularised" / "SGN-ES_rho0.0001_cg5_s1",
+               {**sgn, "rho": 1e-4, "early_stopping": 10}, [(0.0, 1.0, 1.0), (5.0, 0.009, 0.0095)],
+               early_stopped=True)
+    marks, ttt, gen = study.final_rows(str(tmp_path), ["boston"])
+    (mark,) = marks
+    assert mark["mean"] == pytest.approx(0.0125) and mark["sd"] == pytest.approx(np.std([0.012, 0.013], ddof=1))
+    (t,) = ttt
+    assert (t["reached"], t["median_s"], t["min_s"], t["max_s"]) == (2, 5.0, 4.0, 6.0)
+    by = {r["config"]: r for r in gen}
+    assert by["SGN_rho0.0001_cg5"]["gap"] == pytest.approx(0.0125 - 0.004)
+    assert by["SGN_rho0.0001_cg5"]["lowest_test_loss"] == pytest.approx(0.0095)
+    assert by["SGN-ES_rho0.0001_cg5"]["early_stopped"] == 1
+
+    # The summary round trip: tables printed from the CSVs equal those printed from the runs.
+    assert study.main(["--root", str(tmp_path), "--benches", "boston", "--summary", str(tmp_path / "s")]) == 0
+    from_runs = study.markdown(study.summarise(str(tmp_path), ["boston"]))
+    tables = {n: study.read_csv(str(tmp_path / "s" / f"{n}.csv")) for n in study.TABLES}
+    assert study.markdown(tables) == from_runs
+    assert "| boston | SGD | 2 | 1 | 0.012 | diverged | diverged | 1 (50%) |" in from_runs
+
+
+def test_optimizer_study_lanes_pin_each_run_to_one_core_with_one_blas_thread(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    import optimizer_study as study
+    probe = ("import json, os, sys; json.dump([sorted(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS']], "
+             "open(sys.argv[1], 'w'))")
+    todo = [(str(tmp_path / f"r{i}"), [sys.executable, "-c", probe, str(tmp_path / f"r{i}.json")]) for i in range(4)]
+    todo.append((str(tmp_path / "bad"), [sys.executable, "-c", "raise SystemExit(3)"]))
+    logged = []
+    assert study.run_pinned(todo, lanes=2, log=logged.append) == 1  # the failing command is reported
+    seen = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(4)]
+    assert all(len(cores) == 1 and threads == "1" for cores, threads in seen)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert len({cores[0] for cores, _ in seen}) == 2  # two lanes, two cores
+    assert sum("FAILED (3)" in line for line in logged) == 1
