@@ -195,6 +195,14 @@ def phase_runs(root: str, bench: str, phase: str, data_root: str | None) -> list
     return out
 
 
+def current_configs(root: str, bench: str) -> dict[str, set[str]]:
+    """The run-name stems the final and regularised phases hold for the sweep as it is now."""
+    best = best_settings(load_phase(root, bench, "sweep"), bench)
+    return {"final": {config_name(m, s) for m, s in best.items()},
+            "regularised": {config_name(m, {**s, "early_stopping": 10}) for m, s in best.items()
+                            if m in ("SGN", "Adam") and bench in REGULARISED}}
+
+
 def run_pinned(todo: list[tuple[str, list[str]]], lanes: int, log=print) -> int:
     """Run the commands ``lanes`` at a time, lane i pinned to core i with one BLAS thread; 0 if all succeeded."""
     jobs: queue.Queue = queue.Queue()
@@ -305,10 +313,12 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
     for bench in benches:
         _, _, _, marks, _, target = BENCHES[bench]
         key = metric_key(bench)
+        wanted = current_configs(root, bench)
         for phase in ("final", "regularised"):
             groups: dict[str, list[dict]] = {}
             for result in load_phase(root, bench, phase):
-                groups.setdefault(result["name"], []).append(result)
+                if result["name"] in wanted[phase]:  # runs of an earlier sweep's best are left out
+                    groups.setdefault(result["name"], []).append(result)
             for name, results in groups.items():
                 method, setting = setting_of(results[0])
                 label = name.split("_", 1)[0]
@@ -350,7 +360,10 @@ def curve_rows(root: str, benches: list[str], points: int = 100) -> list[dict]:
     from sgn.results import thin_timeline
     rows = []
     for bench in benches:
+        wanted = current_configs(root, bench)["final"]
         for result in load_phase(root, bench, "final"):
+            if result["name"] not in wanted:
+                continue
             budget = result["config"]["time_budget"]
             for rec in thin_timeline(result["timeline"], budget / points):
                 rows.append({"bench": bench, "method": result["name"].split("_", 1)[0], "config": result["name"],
