@@ -339,7 +339,9 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     assert by["SGN-ES_rho0.0001_cg5"]["early_stopped"] == 1
 
     # The summary round trip: tables printed from the CSVs equal those printed from the runs.
-    assert study.main(["--root", str(tmp_path), "--benches", "boston", "--summary", str(tmp_path / "s")]) == 0
+    assert study.main(["--root", str(tmp_path), "--benches", "boston", "--summary", str(tmp_path / "s"),
+                       "--figures", str(tmp_path / "fig")]) == 0
+    assert sorted(os.listdir(tmp_path / "fig")) == ["robustness.png", "study_boston.png"]
     from_runs = study.markdown(study.summarise(str(tmp_path), ["boston"]))
     tables = {n: study.read_csv(str(tmp_path / "s" / f"{n}.csv")) for n in study.TABLES}
     assert study.markdown(tables) == from_runs

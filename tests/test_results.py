@@ -128,3 +128,19 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "f.json").st_mode) == 0o640
+
+
+def test_results_md_study_tables_are_what_optimizer_study_prints(capsys, monkeypatch):
+    """The SGN/SGD/Adam section's tables are printed by its command from the committed summaries."""
+    sys.path.insert(0, os.path.join(ROOT, "examples", "benchmarks"))
+    import optimizer_study
+    text = open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8").read()
+    section = text.split("## Beyond the paper: SGN, SGD and Adam", 1)[1].split("\n## ", 1)[0]
+    (command,) = re.findall(r"optimizer_study\.py (--from_summary [^\n`]*)", section)
+    tables = [t.strip() for t in section.split("\n\n") if t.strip().startswith("| benchmark |")]
+    assert len(tables) >= 4, "the section's robustness, time-mark, time-to-target and generalisation tables"
+    monkeypatch.chdir(ROOT)
+    assert optimizer_study.main([a for a in command.split() if a != "--figures" and not a.startswith("docs/fig")]) == 0
+    printed = capsys.readouterr().out
+    for table in tables:
+        assert table in printed, f"docs/results.md table not printed by optimizer_study.py {command}:\n{table}"

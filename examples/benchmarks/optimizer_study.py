@@ -319,7 +319,8 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
             for result in load_phase(root, bench, phase):
                 if result["name"] in wanted[phase]:  # runs of an earlier sweep's best are left out
                     groups.setdefault(result["name"], []).append(result)
-            for name, results in groups.items():
+            # SGN, SGD, Adam, as in the other tables.
+            for name, results in sorted(groups.items(), key=lambda kv: METHODS.index(kv[1][0]["config"]["solver"])):
                 method, setting = setting_of(results[0])
                 label = name.split("_", 1)[0]
                 common = {"bench": bench, "method": label, "config": name, "seeds": len(results)}
@@ -432,10 +433,12 @@ def markdown(tables: dict[str, list[dict]]) -> str:
                      f"{median} | {span} |")
     lines += ["", "**Generalisation** (at the end of the run; ES: early stopping on a 10% validation split)", "",
               "| benchmark | run | train loss | test loss | test − train | lowest test loss on the way | "
-              "early-stopped | seconds |", "|---|---|---|---|---|---|---|---|"]
+              "test accuracy | early-stopped | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in tables["generalisation"]:
+        acc = r.get("test_acc", float("nan"))
+        acc = "–" if isinstance(acc, str) or math.isnan(acc) else f"{100 * acc:.2f} %"
         lines.append(f"| {r['bench']} | {r['config']} | {r['train_loss']:.3g} | {r['test_loss']:.3g} | "
-                     f"{r['gap']:.3g} | {r['lowest_test_loss']:.3g} | {r['early_stopped']} of {r['seeds']} | "
+                     f"{r['gap']:.3g} | {r['lowest_test_loss']:.3g} | {acc} | {r['early_stopped']} of {r['seeds']} | "
                      f"{r['seconds']:.0f} |")
     return "\n".join(lines)
 
