@@ -10,10 +10,6 @@ from test_cg import _numpy_cg  # the numpy CG reference with Martens' test and a
 from sgn import SGN, InvalidParameterError
 from sgn.damping import next_cg_budget
 
-# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
-pytestmark = pytest.mark.python_ops
-
-
 RHO = 1e-2
 BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
 
