@@ -321,16 +321,13 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
                     groups.setdefault(result["name"], []).append(result)
             # SGN, SGD, Adam, as in the other tables.
             for name, results in sorted(groups.items(), key=lambda kv: METHODS.index(kv[1][0]["config"]["solver"])):
-                method, setting = setting_of(results[0])
                 label = name.split("_", 1)[0]
                 common = {"bench": bench, "method": label, "config": name, "seeds": len(results)}
                 if phase == "final":
                     for mark in marks:
                         t = mark + plot.time_slack(mark)
-                        at = [plot.value_at(r["timeline"], "seconds", t, k) for r in results
-                              for k in (key,)]
-                        at = [v if not results[i]["timeline"][-1].get("diverged") else float("nan")
-                              for i, v in enumerate(at)]
+                        at = [float("nan") if r["timeline"][-1].get("diverged")
+                              else plot.value_at(r["timeline"], "seconds", t, key) for r in results]
                         mean, sd = _mean_sd(at)
                         marks_out.append({**common, "mark_s": mark, "metric": key, "mean": mean, "sd": sd,
                                           "diverged": sum(math.isnan(v) for v in at)})
