@@ -9,8 +9,15 @@ more gradient-like steps).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-__all__ = ["next_cg_budget", "reduction_ratio", "trust_region_update"]
+import numpy as np
+
+__all__ = ["cg_step_overhead", "next_cg_budget", "reduction_ratio", "trust_region_update"]
+
+#: What :func:`cg_step_overhead` returns when a CG iteration costs no measurable time (a loop
+#: that always pays for every iteration, as the JAX backend's unrolled one): CG may as well run on.
+UNMEASURABLE_ITERATION_COST = 1e6
 
 
 def reduction_ratio(actual_change: float, predicted_change: float) -> float:
@@ -105,3 +112,51 @@ def next_cg_budget(budget: int, cap: int, ratio: float, used_budget: bool, lower
     if used_budget and (math.isnan(ratio) or ratio > upper):
         return min(cap, math.ceil(budget * 1.5))
     return min(budget, cap)
+
+
+def cg_step_overhead(cg_iters: Sequence[int], seconds_products: Sequence[float],
+                     seconds_step: Sequence[float], min_samples: int = 3) -> float | None:
+    """A step's cost besides its CG iterations, in CG iterations, from measured steps (``CG_COST='auto'``).
+
+    Fits ``seconds_products ≈ a + b · cg_iters`` (the compiled gradient-and-CG call) through the
+    median time of each iteration count, weighted by how often it occurred, so that a few slow
+    outliers (a garbage collection, a page fault) do not move the fit; ``b`` is one iteration's
+    time.  The overhead is the median of ``seconds_step − b · cg_iters`` (the gradient, the line
+    search and the bookkeeping), divided by ``b``.
+
+    Parameters
+    ----------
+    cg_iters : sequence of int, length n
+        CG iterations of each measured step.
+    seconds_products : sequence of float, length n
+        Seconds of each step's compiled gradient and CG.
+    seconds_step : sequence of float, length n
+        Seconds of each whole step.
+    min_samples : int
+        Iteration counts seen fewer times are left out of the fit.
+
+    Returns
+    -------
+    float or None
+        The overhead (>= 0) in CG iterations; :data:`UNMEASURABLE_ITERATION_COST` when the fitted
+        ``b`` is not positive; None when fewer than two iteration counts have ``min_samples``
+        steps (the slope is then unknown).
+    """
+    iters = np.asarray(cg_iters, dtype=float)
+    products = np.asarray(seconds_products, dtype=float)
+    total = np.asarray(seconds_step, dtype=float)
+    if not (iters.shape == products.shape == total.shape):
+        raise ValueError(f"cg_iters, seconds_products and seconds_step must have one length, got "
+                         f"{iters.shape}, {products.shape} and {total.shape}")
+    counts, inverse, weights = np.unique(iters, return_inverse=True, return_counts=True)
+    keep = weights >= min_samples
+    if keep.sum() < 2:
+        return None
+    medians = np.array([np.median(products[inverse == j]) for j in np.flatnonzero(keep)])
+    k, w = counts[keep], weights[keep].astype(float)
+    k_mean = np.average(k, weights=w)
+    slope = np.average((k - k_mean) * (medians - np.average(medians, weights=w)), weights=w) / \
+        np.average((k - k_mean) ** 2, weights=w)
+    if not slope > 0:
+        return UNMEASURABLE_ITERATION_COST
+    return float(max(0.0, np.median(total - slope * iters) / slope))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validation import InvalidParameterError
 from .checkpoint import atomic_write_bytes, jsonable
-from .optimizers import SGN_DEFAULTS, TR_RATIOS
+from .optimizers import CG_STOP_RULES, SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
@@ -64,6 +64,19 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _cg_cost(text: str) -> str | float:
+    """``--cg_cost``: 'auto' or a number >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}")
+    return value
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) -> None:
     """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` values."""
     a = parser.add_argument
@@ -91,6 +104,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_window", type=_positive(int), default=SGN_DEFAULTS["CG_WINDOW"], help="CG_WINDOW (with --cg_adapt)")
     a("--cg_progress_tol", type=float, default=SGN_DEFAULTS["CG_PROGRESS_TOL"],
       help="CG_PROGRESS_TOL (with --cg_adapt)")
+    a("--cg_stop", choices=CG_STOP_RULES, default=SGN_DEFAULTS["CG_STOP"],
+      help="CG_STOP (with --cg_adapt): 'progress' (Martens' relative progress) or 'rate' (cost-aware)")
+    a("--cg_cost", type=_cg_cost, default=SGN_DEFAULTS["CG_COST"],
+      help="CG_COST (with --cg_stop rate): a step's cost besides CG in CG iterations, or 'auto' (measured)")
     a("--cg_warm", type=float, default=SGN_DEFAULTS["CG_WARM"],
       help="CG_WARM: start CG from this times the previous direction (0: from 0)")
     a("--curv_batch", type=float, default=SGN_DEFAULTS["CURV_BATCH"],
@@ -146,6 +163,7 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
           "CG_PROGRESS_TOL": args.cg_progress_tol, "CG_WARM": args.cg_warm, "CURV_BATCH": args.curv_batch,
+          "CG_STOP": args.cg_stop, "CG_COST": args.cg_cost,
           "PRINT_LEVEL": 0}
     if getattr(args, "weight_decay", 0.0):
         hp["WEIGHT_DECAY"] = args.weight_decay

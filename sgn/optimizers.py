@@ -31,7 +31,7 @@ from ._validation import Boolean, Interval, InvalidParameterError, Options, vali
 from .backends import has_conv_ops, is_jax, is_numba, resolve_mode
 from .cg import cg_stop_reason, conjugate_gradient
 from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
-from .damping import next_cg_budget, reduction_ratio, trust_region_update
+from .damping import cg_step_overhead, next_cg_budget, reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 from .line_search import backtracking_armijo
 from .retry import attempt_rho, next_attempt
@@ -73,12 +73,19 @@ SGN_DEFAULTS: dict[str, Any] = {
     "CG_ADAPT": False,        # CG stops on the model's relative progress; its budget adapts (cap MAX_CG_ITERS)
     "CG_WINDOW": 1,           # CG_ADAPT: iterations over which progress is measured (Martens' k)
     "CG_PROGRESS_TOL": 0.35,  # CG_ADAPT: stop once that window gained < CG_WINDOW * this of the model's decrease
+    "CG_STOP": "progress",    # CG_ADAPT's stop: 'progress' (Martens' test above) or 'rate' (cost-aware)
+    "CG_COST": "auto",        # CG_STOP='rate': a step's cost besides CG, in CG iterations; 'auto': measured
     "CG_WARM": 0.0,           # start CG from CG_WARM * the previous direction (Martens' zeta); 0: from 0
     "CURV_BATCH": 1.0,        # fraction of the mini-batch on which G v is computed (the gradient: all of it)
 }
 
 # The values of TR_RATIO: the step whose loss change the trust-region rule judges.
 TR_RATIOS = ("trial", "accepted")
+#: The values of CG_STOP: how CG_ADAPT's CG decides it has done enough (sgn.cg).
+CG_STOP_RULES = ("progress", "rate")
+#: CG_COST='auto': the cost assumed until enough steps are measured, and how the measuring goes
+#: (every CG_COST_EVERY steps, over the last CG_COST_WINDOW; sgn.damping.cg_step_overhead).
+CG_COST_START, CG_COST_EVERY, CG_COST_WINDOW = 2.0, 10, 200
 
 _POS_INT = Interval("int", 1, None)
 _NONNEG_REAL = Interval("real", 0, None)
@@ -95,6 +102,7 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "PRINT_LEVEL": Interval("int", 0, None), "MAX_REJECTED_STEPS": _POS_INT,
     "WEIGHT_DECAY": _NONNEG_REAL, "CG_ADAPT": Boolean(), "CG_WINDOW": _POS_INT,
     "CG_PROGRESS_TOL": Interval("real", 0, 1, "neither"), "CG_WARM": Interval("real", 0, 1, "left"),
+    "CG_STOP": Options(CG_STOP_RULES), "CG_COST": (Options(("auto",)), _NONNEG_REAL),
     "CURV_BATCH": Interval("real", 0, 1, "right"),
 }
 
@@ -185,6 +193,7 @@ class SGNState:
     n_rejected: int = 0         #: rejected attempts in a row
     history: dict[str, list] = dataclasses.field(default_factory=dict)  #: per accepted step
     cg_budget: int = 0          #: CG_ADAPT: the next step's CG budget (0: not set yet, the cap)
+    cg_cost: float = -1.0       #: CG_COST='auto': the measured cost besides CG (< 0: not measured yet)
     #: (n_params,), the last accepted CG direction, from which CG_WARM starts (zeros: none yet)
     direction: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
@@ -234,9 +243,9 @@ def _load_state(state: Any, given: Mapping[str, Any], n_params: int, dtype: str,
 # SGN.history's keys, one value per accepted step.
 _SGN_HISTORY = ("loss", "rho", "alpha", "cg_iters", "max_cg_iters", "cg_residual", "ls_evals", "ls_success", "ratio",
                 "rejected", "cg_stop", "g_dot_delta", "delta_a_delta", "predicted", "seconds_products",
-                "seconds_line_search", "seconds_other", "cg_warm")
+                "seconds_line_search", "seconds_other", "cg_warm", "cg_cost")
 #: Why CG stopped (history's ``cg_stop``; :func:`sgn.cg.cg_stop_reason`): its iteration budget,
-#: the residual tolerance CG_TOL, the model's relative progress (CG_ADAPT), or a direction of
+#: the residual tolerance CG_TOL, CG_ADAPT's test (CG_STOP: relative progress or rate), or a direction of
 #: no positive curvature (pᵀ(G+ρI)p not > 0).
 CG_STOPS = ("budget", "tolerance", "progress", "breakdown")
 
@@ -647,7 +656,9 @@ class SGN(_Optimizer):
        at the accepted α (``'accepted'``); otherwise ρ follows ``RHO_DECAY``.
 
     With ``CG_ADAPT`` (not in the paper), CG also stops once its quadratic model stops
-    improving (Martens 2010, §4.4) and its budget adapts between steps from the reduction
+    improving (Martens 2010, §4.4; ``CG_STOP='progress'``) or once another iteration would gain
+    less per unit time than the step has so far (``CG_STOP='rate'``, with the step's cost besides
+    CG measured from its timings, ``CG_COST='auto'``, or given), and its budget adapts between steps from the reduction
     ratio (:func:`sgn.damping.next_cg_budget`), capped at ``MAX_CG_ITERS``; ``CG_WARM``
     starts CG from the decayed previous direction, and ``CURV_BATCH`` < 1 computes ``G``
     on the first part of each mini-batch (docs/hyperparameters.md).
@@ -712,9 +723,10 @@ class SGN(_Optimizer):
         seconds spent in the compiled gradient and CG (``seconds_products``), in the line
         search and trust-region losses (``seconds_line_search``) and in the rest of the step
         (``seconds_other``); ``cg_warm`` (CG started from the decayed previous direction,
-        ``CG_WARM``); and ``rejected``, the number of rejected attempts before it.  Under
-        ``CG_ADAPT``, ``max_cg_iters`` is each step's adapted budget and ``ratio`` is computed
-        even without ``TR``.
+        ``CG_WARM``); ``cg_cost`` (the cost besides CG, in CG iterations, that
+        ``CG_STOP='rate'`` used; NaN otherwise); and ``rejected``, the number of rejected attempts
+        before it.  Under ``CG_ADAPT``, ``max_cg_iters`` is each step's adapted budget and
+        ``ratio`` is computed even without ``TR``.
     damp_rho, alpha, max_cg_iters : list
         Original package's names for ``history['rho']``, ``['alpha']``, ``['max_cg_iters']``.
     compile_seconds : float
@@ -778,8 +790,8 @@ class SGN(_Optimizer):
     _advice = "a larger DAMP_RHO or a smaller ALPHA"
     _ADDED_HYPER_PAR = {"TR_RATIO": "accepted", "WEIGHT_DECAY": 0.0,
                         **{k: SGN_DEFAULTS[k] for k in ("CG_ADAPT", "CG_WINDOW", "CG_PROGRESS_TOL", "CG_WARM",
-                                                        "CURV_BATCH")}}
-    _ADDED_STATE = ("cg_budget", "direction")
+                                                        "CURV_BATCH", "CG_STOP", "CG_COST")}}
+    _ADDED_STATE = ("cg_budget", "direction", "cg_cost")
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
@@ -842,9 +854,36 @@ class SGN(_Optimizer):
         return {"CG iteration counts (MAX_CG_ITERS, MIN_CG_ITERS, K_CG)": counts, "CG_TOL": hp["CG_TOL"],
                 "CG_PREC": hp["CG_PREC"], "ALPHA_EXP": hp["ALPHA_EXP"] if hp["CG_PREC"] else None,
                 "BETA > 0": hp["BETA"] > 0, "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0,
-                "CG_ADAPT": hp["CG_ADAPT"], "CG_WINDOW": hp["CG_WINDOW"] if hp["CG_ADAPT"] else None,
-                "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if hp["CG_ADAPT"] else None,
+                "CG_ADAPT": hp["CG_ADAPT"], "CG_STOP": hp["CG_STOP"] if hp["CG_ADAPT"] else None,
+                "CG_WINDOW": hp["CG_WINDOW"] if self._progress_rule(hp) else None,
+                "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if self._progress_rule(hp) else None,
                 "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"]}
+
+    @staticmethod
+    def _progress_rule(hp: Mapping[str, Any]) -> bool:
+        return bool(hp["CG_ADAPT"]) and hp["CG_STOP"] == "progress"
+
+    @staticmethod
+    def _rate_rule(hp: Mapping[str, Any]) -> bool:
+        return bool(hp["CG_ADAPT"]) and hp["CG_STOP"] == "rate"
+
+    def _cg_cost(self) -> float:
+        """The step's cost besides CG, in CG iterations, that CG_STOP='rate' uses now."""
+        if self.hyper_par["CG_COST"] != "auto":
+            return float(self.hyper_par["CG_COST"])
+        return self.state.cg_cost if self.state.cg_cost >= 0 else CG_COST_START
+
+    def _measure_cg_cost(self) -> None:
+        """CG_COST='auto': re-measure the cost from the last CG_COST_WINDOW steps' timings."""
+        h = self.state.history
+        rows = [(k, p, p + ls + o) for k, p, ls, o in zip(
+            h["cg_iters"][-CG_COST_WINDOW:], h["seconds_products"][-CG_COST_WINDOW:],
+            h["seconds_line_search"][-CG_COST_WINDOW:], h["seconds_other"][-CG_COST_WINDOW:])
+            if None not in (k, p, ls, o)]  # steps restored from a checkpoint of an older version: unknown
+        if rows:
+            cost = cg_step_overhead(*zip(*rows))
+            if cost is not None:
+                self.state.cg_cost = cost
 
     @property
     def rho(self) -> float:
@@ -910,19 +949,21 @@ class SGN(_Optimizer):
             return damped(p, self._shard_mean(gauss_newton_product(curv_out, theta, curv_loss, p, loss_grad_out)))
 
         tol = pt.constant(hp["CG_TOL"], dtype=dt)
-        progress = (hp["CG_WINDOW"], hp["CG_PROGRESS_TOL"]) if hp["CG_ADAPT"] else None
+        progress = (hp["CG_WINDOW"], hp["CG_PROGRESS_TOL"]) if self._progress_rule(hp) else None
+        cg_cost = pt.scalar("cg_cost", dtype=dt)
+        rate_cost = cg_cost if self._rate_rule(hp) else None
 
         def compile_step(static_steps: int | None) -> Any:
             cg = conjugate_gradient(damped_product, rhs, n_cg, tol, precond, static_steps=static_steps,
                                     x0=x0 if warm else None, x0_product=damped(x0, gx0) if warm else None,
-                                    progress=progress)
+                                    progress=progress, rate_cost=rate_cost)
             delta = cg.x
             g_dot_delta = pt.dot(g, delta)
             # Δᵀ(G+ρI)Δ from the final residual r = (G+ρI)Δ + rhs: no extra product needed.
             delta_a_delta = pt.dot(delta, cg.residual - rhs)
             # Outputs in SGNStepOutputs' order: step() reads them back by name.
             return self._function(
-                [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias, x0],
+                [self.X, self.y_hat, rho, n_cg, m_prev, beta, bias, x0, cg_cost],
                 list(SGNStepOutputs(loss, g, self.pred_sym, m_new, delta, g_dot_delta, delta_a_delta, cg.n_iter,
                                     cg.residual_norm, cg.progress_stop, cg.warm)))
 
@@ -993,11 +1034,13 @@ class SGN(_Optimizer):
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
+        cg_cost = self._cg_cost() if self._rate_rule(hp) else math.nan
         before_products = time.perf_counter()
         out = SGNStepOutputs(*self._run(self._step_fns[cap], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
                                         np.asarray(beta, dt), np.asarray(bias, dt),
                                         (hp["CG_WARM"] * st.direction).astype(dt) if hp["CG_WARM"] > 0
-                                        else st.direction))  # unused without CG_WARM
+                                        else st.direction,  # unused without CG_WARM
+                                        np.asarray(0.0 if math.isnan(cg_cost) else cg_cost, dt)))
         seconds_products = time.perf_counter() - before_products
         loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
         g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)
@@ -1046,10 +1089,12 @@ class SGN(_Optimizer):
                   "delta_a_delta": delta_a_delta,
                   "predicted": alpha * g_dot_delta + 0.5 * alpha * alpha * delta_a_delta,
                   "seconds_products": seconds_products, "seconds_line_search": seconds_line_search,
-                  "cg_warm": bool(out.cg_warm)}
+                  "cg_warm": bool(out.cg_warm), "cg_cost": cg_cost}
         record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
         for key in _SGN_HISTORY:
             st.history[key].append(record[key])
+        if self._rate_rule(hp) and hp["CG_COST"] == "auto" and t % CG_COST_EVERY == 0:
+            self._measure_cg_cost()
         self._after_attempt(True)
         if self.callback is not None:
             self.callback({"step": t, **record})

@@ -290,20 +290,30 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     import optimizer_study as study
     sweep = tmp_path / "boston" / "sweep"
     sgn = {"solver": "SGN", "cg_max_iter": 5, "lr": 0.001}
-    # Final test losses: SGN ρ₀ 1e-4 → 0.008, ρ₀ 1 → 0.016; SGD 0.01 → 0.012, SGD 1 diverged; Adam 0.001 → 0.020.
+    # Final test losses: SGN ρ₀ 1e-4 → 0.008, ρ₀ 1 → 0.016; SGN-adapt ρ₀ 0.01 → 0.010, ρ₀ 1 → 0.030;
+    # SGD 0.01 → 0.012, SGD 1 diverged; Adam 0.001 → 0.020.
+    adapt = {**sgn, "cg_max_iter": 50, "cg_adapt": True}
     for name, cfg, loss, div in (("SGN_rho0.0001_cg5", {**sgn, "rho": 1e-4}, 0.008, False),
                                  ("SGN_rho1_cg5", {**sgn, "rho": 1.0}, 0.016, False),
+                                 ("SGN-adapt_rho0.01", {**adapt, "rho": 0.01}, 0.010, False),
+                                 ("SGN-adapt_rho1", {**adapt, "rho": 1.0}, 0.030, False),
                                  ("SGD_lr0.01", {"solver": "SGD", "lr": 0.01}, 0.012, False),
                                  ("SGD_lr1", {"solver": "SGD", "lr": 1.0}, float("nan"), True),
                                  ("Adam_lr0.001", {"solver": "Adam", "lr": 0.001}, 0.020, False)):
         _study_run(sweep / f"{name}_s1", cfg, [(0.0, 1.0, 1.0), (10.02, loss, loss)], diverged=div)
     loaded = study.load_phase(str(tmp_path), "boston", "sweep")
     best = study.best_settings(loaded, "boston")
-    assert best == {"SGN": {"rho": 1e-4, "cg": 5}, "SGD": {"lr": 0.01}, "Adam": {"lr": 0.001}}
+    assert best == {"SGN": {"rho": 1e-4, "cg": 5}, "SGN-adapt": {"rho": 0.01}, "SGD": {"lr": 0.01},
+                    "Adam": {"lr": 0.001}}
+    # The sweep: 5 ρ₀ x 3 counts for SGN, 5 ρ₀ for SGN-adapt, the paper's rates for SGD, 4 for Adam.
+    assert len(study.sweep_settings("boston")) == 15 + 5 + 4 + 4
     # The final phase runs each best setting on the benchmark's seeds, at the paper's budget.
     todo = study.phase_runs(str(tmp_path), "boston", "final", None)
     seeds = study.BENCHES["boston"][4]
-    assert len(todo) == 3 * len(seeds)
+    assert len(todo) == 4 * len(seeds)
+    (adapt_dir, adapt_cmd), = [t for t in todo if os.path.basename(t[0]) == "SGN-adapt_rho0.01_s1"]
+    assert adapt_cmd[adapt_cmd.index("--cg_stop") + 1] == "rate" and "--cg_adapt" in adapt_cmd
+    assert adapt_cmd[len(adapt_cmd) - adapt_cmd[::-1].index("--cg_max_iter"):][0] == str(study.ADAPT_CAP)
     first = todo[0][1]
     assert first[len(first) - first[::-1].index("--rho"):][0] == "0.0001"  # the last --rho wins in argparse
     assert os.path.basename(todo[0][0]) == "SGN_rho0.0001_cg5_s1" and "--time_budget" in first
@@ -314,7 +324,8 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     rows = study.sweep_rows(str(tmp_path), ["boston"])
     rob = {r["method"]: r for r in study.robustness(rows)}
     # Near the best of all (0.008) means at most 1.5x = 0.012: SGN 1 of 2, SGD 1 of 2 (its diverged one is not).
-    assert (rob["SGN"]["near_best"], rob["SGD"]["near_best"], rob["Adam"]["near_best"]) == (1, 1, 0)
+    assert (rob["SGN"]["near_best"], rob["SGN-adapt"]["near_best"], rob["SGD"]["near_best"],
+            rob["Adam"]["near_best"]) == (1, 1, 1, 0)
     assert rob["SGD"]["diverged"] == 1 and rob["SGD"]["worst"] == float("inf")
     assert rob["SGN"]["median"] == pytest.approx(0.012) and rob["SGN"]["worst"] == pytest.approx(0.016)
 

@@ -55,12 +55,17 @@ BENCHES = {
     "boston": ("boston", [2, 5, 20], 10.0, (10.0,), [1, 2, 3, 4, 5], 0.01),
     "mnist": ("mnist", [1, 3, 10], 25.0, (25.0, 100.0), [1, 2, 3, 4, 5], 0.94),
     "sine": (None, [2, 5, 20], 25.0, (25.0, 100.0), [1, 2, 3, 4, 5], 3e-4),
-    "fashion": ("fashion_mnist", [2, 5, 10], 50.0, (50.0, 150.0), [1, 2, 3], 0.86),
+    "fashion": ("fashion_mnist", [2, 5, 10], 50.0, (50.0, 150.0), [1, 2, 3, 4, 5], 0.86),
 }
 REGULARISED = ("boston", "mnist", "sine")
 REG_SEEDS = [1, 2, 3]
 EARLY_STOPPING = ["--val_fraction", "0.1", "--early_stopping", "10"]
-METHODS = ("SGN", "SGD", "Adam")
+METHODS = ("SGN", "SGN-adapt", "SGD", "Adam")
+# SGN-adapt: adaptive CG with the cost-aware stop and no CG count given; the cap only bounds it
+# (a scan exits when CG stops, so a high cap costs nothing unless CG uses it).
+ADAPT_CAP = 50
+ADAPT_FLAGS = ["--cg_adapt", "True", "--cg_stop", "rate", "--cg_cost", "auto", "--cg_max_iter", str(ADAPT_CAP),
+               "--diagnostics"]  # the per-step record: CG iterations, budgets and the measured cost
 PHASES = ("sweep", "final", "regularised")
 # A configuration is "near the best" when its metric is within this of the best of all methods.
 NEAR_POINTS, NEAR_RATIO = 1.0, 1.5
@@ -70,10 +75,13 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 # --------------------------------------------------------------------------- configurations
 
 def config_name(method: str, setting: dict) -> str:
-    """A run folder's stem: ``SGN_rho0.0001_cg5``, ``SGD_lr0.1``, ``Adam_lr0.001`` (``-ES`` with early stopping)."""
+    """A run folder's stem: ``SGN_rho0.0001_cg5``, ``SGN-adapt_rho0.01``, ``SGD_lr0.1``, ``Adam_lr0.001``
+    (``-ES`` with early stopping)."""
     tag = method + ("-ES" if setting.get("early_stopping") else "")
     if method == "SGN":
         return f"{tag}_rho{setting['rho']:g}_cg{setting['cg']}"
+    if method == "SGN-adapt":
+        return f"{tag}_rho{setting['rho']:g}"
     return f"{tag}_lr{setting['lr']:g}"
 
 
@@ -81,6 +89,8 @@ def solver_flags(method: str, setting: dict) -> list[str]:
     """The script flags of one configuration (the paper's SGN settings but ρ₀; constant-rate SGD and Adam)."""
     if method == "SGN":
         flags = reproduce.SGN_FLAGS + ["--rho", f"{setting['rho']:g}", "--cg_max_iter", str(setting["cg"])]
+    elif method == "SGN-adapt":
+        flags = reproduce.SGN_FLAGS + ["--rho", f"{setting['rho']:g}"] + ADAPT_FLAGS
     elif method == "SGD":
         flags = reproduce.SGD_FLAGS + ["--lr", f"{setting['lr']:g}"]
     else:
@@ -92,6 +102,7 @@ def sweep_settings(bench: str) -> list[tuple[str, dict]]:
     """Every configuration of ``bench``'s sweep, as (method, setting)."""
     counts = BENCHES[bench][1]
     out = [("SGN", {"rho": rho, "cg": k}) for rho in RHO0S for k in counts]
+    out += [("SGN-adapt", {"rho": rho}) for rho in RHO0S]
     out += [("SGD", {"lr": lr}) for lr in reproduce.BENCHMARKS[bench][3]]
     out += [("Adam", {"lr": lr}) for lr in ADAM_LRS]
     return out
@@ -101,8 +112,12 @@ def setting_of(result: dict) -> tuple[str, dict]:
     """(method, setting) back from a run's recorded config."""
     cfg = result["config"]
     method = cfg["solver"]
-    setting = ({"rho": float(cfg["rho"]), "cg": int(cfg["cg_max_iter"])} if method == "SGN"
-               else {"lr": float(cfg["lr"])})
+    if method == "SGN" and cfg.get("cg_adapt"):
+        method, setting = "SGN-adapt", {"rho": float(cfg["rho"])}
+    elif method == "SGN":
+        setting = {"rho": float(cfg["rho"]), "cg": int(cfg["cg_max_iter"])}
+    else:
+        setting = {"lr": float(cfg["lr"])}
     if cfg.get("early_stopping"):
         setting["early_stopping"] = int(cfg["early_stopping"])
     return method, setting
@@ -320,7 +335,7 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
                 if result["name"] in wanted[phase]:  # runs of an earlier sweep's best are left out
                     groups.setdefault(result["name"], []).append(result)
             # SGN, SGD, Adam, as in the other tables.
-            for name, results in sorted(groups.items(), key=lambda kv: METHODS.index(kv[1][0]["config"]["solver"])):
+            for name, results in sorted(groups.items(), key=lambda kv: METHODS.index(setting_of(kv[1][0])[0])):
                 label = name.split("_", 1)[0]
                 common = {"bench": bench, "method": label, "config": name, "seeds": len(results)}
                 if phase == "final":
