@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["cg_step_overhead", "next_cg_budget", "reduction_ratio", "trust_region_update"]
+__all__ = ["cg_step_overhead", "next_cg_budget", "reduction_ratio", "trust_region_update",
+           "UNMEASURABLE_ITERATION_COST"]
 
 #: What :func:`cg_step_overhead` returns when a CG iteration costs no measurable time (a loop
 #: that always pays for every iteration, as the JAX backend's unrolled one): CG may as well run on.

@@ -724,7 +724,7 @@ class SGN(_Optimizer):
         search and trust-region losses (``seconds_line_search``) and in the rest of the step
         (``seconds_other``); ``cg_warm`` (CG started from the decayed previous direction,
         ``CG_WARM``); ``cg_cost`` (the cost besides CG, in CG iterations, that
-        ``CG_STOP='rate'`` used; NaN otherwise); and ``rejected``, the number of rejected attempts
+        ``CG_STOP='rate'`` used; None otherwise); and ``rejected``, the number of rejected attempts
         before it.  Under ``CG_ADAPT``, ``max_cg_iters`` is each step's adapted budget and
         ``ratio`` is computed even without ``TR``.
     damp_rho, alpha, max_cg_iters : list
@@ -1034,13 +1034,13 @@ class SGN(_Optimizer):
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
         bias = 1.0 - beta ** t if beta > 0 else 1.0
-        cg_cost = self._cg_cost() if self._rate_rule(hp) else math.nan
+        cg_cost = self._cg_cost() if self._rate_rule(hp) else None
         before_products = time.perf_counter()
         out = SGNStepOutputs(*self._run(self._step_fns[cap], x, y, np.asarray(rho, dt), np.int32(n_cg), st.m,
                                         np.asarray(beta, dt), np.asarray(bias, dt),
                                         (hp["CG_WARM"] * st.direction).astype(dt) if hp["CG_WARM"] > 0
                                         else st.direction,  # unused without CG_WARM
-                                        np.asarray(0.0 if math.isnan(cg_cost) else cg_cost, dt)))
+                                        np.asarray(0.0 if cg_cost is None else cg_cost, dt)))
         seconds_products = time.perf_counter() - before_products
         loss, grad, pred, delta = float(out.loss), out.grad, out.pred, out.direction
         g_dot_delta, delta_a_delta = float(out.g_dot_delta), float(out.delta_a_delta)

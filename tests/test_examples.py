@@ -320,6 +320,13 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     reg = study.phase_runs(str(tmp_path), "boston", "regularised", None)
     assert {os.path.basename(d) for d, _ in reg} >= {"SGN-ES_rho0.0001_cg5_s1", "Adam-ES_lr0.001_s3"}
     assert all(c[-c[::-1].index("--early_stopping"):][0] == "10" for _, c in reg)
+    # On MNIST the regularised phase adds weight decay: its own folder name, flag and recorded setting.
+    wd = {"rho": 1e-4, "cg": 5, "weight_decay": study.WEIGHT_DECAY}
+    assert ("SGN", wd) in study.regularised_settings({"SGN": {"rho": 1e-4, "cg": 5}}, "mnist")
+    assert study.config_name("SGN", wd) == "SGN-WD_rho0.0001_cg5"
+    flags = study.solver_flags("SGN", wd)
+    assert flags[flags.index("--weight_decay") + 1] == "0.001" and "--early_stopping" not in flags
+    assert study.setting_of({"config": {**sgn, "rho": 1e-4, "weight_decay": 0.001}}) == ("SGN", wd)
 
     rows = study.sweep_rows(str(tmp_path), ["boston"])
     rob = {r["method"]: r for r in study.robustness(rows)}
@@ -339,10 +346,23 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     _study_run(tmp_path / "boston" / "regularised" / "SGN-ES_rho0.0001_cg5_s1",
                {**sgn, "rho": 1e-4, "early_stopping": 10}, [(0.0, 1.0, 1.0), (5.0, 0.009, 0.0095)],
                early_stopped=True)
+    # SGN-adapt's final runs: its CG effort comes from their per-step records.
+    for seed, iters in ((1, (4, 6)), (2, (8, 8))):
+        run = final / f"SGN-adapt_rho0.01_s{seed}"
+        _study_run(run, {**adapt, "rho": 0.01}, [(0.0, 1.0, 1.0), (10.0, 0.009, 0.010)])
+        (run / "diagnostics.jsonl").write_text("".join(json.dumps(
+            {"cg_iters": k, "max_cg_iters": 10, "cg_stop": "progress" if k < 8 else "budget", "cg_cost": c}) + "\n"
+            for k, c in zip(iters, (2.0, 3.0 * seed))))
+    (effort,) = study.adapt_effort_rows(str(tmp_path), ["boston"])
+    # Iterations (5 + 8) / 2; stopped by the test (100% + 0%) / 2; cost: the median of each run's second half.
+    assert (effort["seeds"], effort["cg_iters"], effort["stopped_pct"], effort["cost"]) == (2, 6.5, 50.0, 4.5)
     marks, ttt, gen = study.final_rows(str(tmp_path), ["boston"])
+    (verdict,) = study.adapt_verdicts(marks)  # SGN-adapt 0.010 against SGN's 0.0125: 0.8x, within 1.1x
+    assert verdict["fixed"] == "SGN_rho0.0001_cg5" and verdict["gap"] == pytest.approx(0.8) and verdict["met"]
+    marks = [m for m in marks if m["method"] == "SGN"]
     (mark,) = marks
     assert mark["mean"] == pytest.approx(0.0125) and mark["sd"] == pytest.approx(np.std([0.012, 0.013], ddof=1))
-    (t,) = ttt
+    (t,) = [r for r in ttt if r["method"] == "SGN"]
     assert (t["reached"], t["median_s"], t["min_s"], t["max_s"]) == (2, 5.0, 4.0, 6.0)
     by = {r["config"]: r for r in gen}
     assert by["SGN_rho0.0001_cg5"]["gap"] == pytest.approx(0.0125 - 0.004)
@@ -357,6 +377,7 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     tables = {n: study.read_csv(str(tmp_path / "s" / f"{n}.csv")) for n in study.TABLES}
     assert study.markdown(tables) == from_runs
     assert "| boston | SGD | 2 | 1 | 0.012 | diverged | diverged | 1 (50%) |" in from_runs
+    assert "| boston | SGN-adapt_rho0.01 | 2 | 2 | 6.50 | 10.0 | 50% | 4.50 |" in from_runs
 
 
 def test_optimizer_study_lanes_pin_each_run_to_one_core_with_one_blas_thread(tmp_path):

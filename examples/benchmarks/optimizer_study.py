@@ -11,7 +11,8 @@ Three phases per benchmark, every run ``examples/mlp.py`` or ``examples/conv_net
    configuration; the tables at the paper's time marks, the time to first reach ``TARGETS``,
    and train against test loss.
 3. **regularised** (seeds 1–3, MLP benchmarks): SGN's and Adam's best with early stopping on a
-   10% validation split (``--val_fraction 0.1 --early_stopping 10``).
+   10% validation split (``--val_fraction 0.1 --early_stopping 10``), and on MNIST, where every
+   method overfits, with weight decay (``--weight_decay 1e-3``, coupled L2 for both).
 
 Runs go two at a time, each pinned to its own core with one BLAS thread (the protocol of
 docs/results.md), so that every method of a benchmark ran under the same conditions; finished runs
@@ -60,6 +61,8 @@ BENCHES = {
 REGULARISED = ("boston", "mnist", "sine")
 REG_SEEDS = [1, 2, 3]
 EARLY_STOPPING = ["--val_fraction", "0.1", "--early_stopping", "10"]
+# Weight decay λ (the L2 penalty λ/2 |W|² on the weights) where every method overfits.
+WEIGHT_DECAY_BENCHES, WEIGHT_DECAY = ("mnist",), 1e-3
 METHODS = ("SGN", "SGN-adapt", "SGD", "Adam")
 # SGN-adapt: adaptive CG with the cost-aware stop and no CG count given; the cap only bounds it
 # (a scan exits when CG stops, so a high cap costs nothing unless CG uses it).
@@ -67,6 +70,8 @@ ADAPT_CAP = 50
 ADAPT_FLAGS = ["--cg_adapt", "True", "--cg_stop", "rate", "--cg_cost", "auto", "--cg_max_iter", str(ADAPT_CAP),
                "--diagnostics"]  # the per-step record: CG iterations, budgets and the measured cost
 PHASES = ("sweep", "final", "regularised")
+# Issue #19's targets for SGN-adapt against the best fixed-count SGN: accuracy points, or a test-loss ratio.
+ADAPT_POINTS, ADAPT_RATIO = 0.2, 1.1
 # A configuration is "near the best" when its metric is within this of the best of all methods.
 NEAR_POINTS, NEAR_RATIO = 1.0, 1.5
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -77,7 +82,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 def config_name(method: str, setting: dict) -> str:
     """A run folder's stem: ``SGN_rho0.0001_cg5``, ``SGN-adapt_rho0.01``, ``SGD_lr0.1``, ``Adam_lr0.001``
     (``-ES`` with early stopping)."""
-    tag = method + ("-ES" if setting.get("early_stopping") else "")
+    tag = method + ("-ES" if setting.get("early_stopping") else "") + ("-WD" if setting.get("weight_decay") else "")
     if method == "SGN":
         return f"{tag}_rho{setting['rho']:g}_cg{setting['cg']}"
     if method == "SGN-adapt":
@@ -95,6 +100,8 @@ def solver_flags(method: str, setting: dict) -> list[str]:
         flags = reproduce.SGD_FLAGS + ["--lr", f"{setting['lr']:g}"]
     else:
         flags = reproduce.ADAM_FLAGS + ["--lr", f"{setting['lr']:g}"]
+    if setting.get("weight_decay"):
+        flags = flags + ["--weight_decay", f"{setting['weight_decay']:g}"]
     return flags + (EARLY_STOPPING if setting.get("early_stopping") else [])
 
 
@@ -120,6 +127,8 @@ def setting_of(result: dict) -> tuple[str, dict]:
         setting = {"lr": float(cfg["lr"])}
     if cfg.get("early_stopping"):
         setting["early_stopping"] = int(cfg["early_stopping"])
+    if cfg.get("weight_decay"):
+        setting["weight_decay"] = float(cfg["weight_decay"])
     return method, setting
 
 
@@ -196,7 +205,7 @@ def phase_runs(root: str, bench: str, phase: str, data_root: str | None) -> list
             if bench not in REGULARISED:
                 return []
             seeds = REG_SEEDS
-            todo = [(m, {**best[m], "early_stopping": 10}) for m in ("SGN", "Adam") if m in best]
+            todo = regularised_settings(best, bench)
         if reproduce.BENCHMARKS[bench][0] == "conv_net.py":
             eval_every = budget / 20
     base = reproduce.base_command(bench, budget, data_dir, eval_every=eval_every)
@@ -214,8 +223,18 @@ def current_configs(root: str, bench: str) -> dict[str, set[str]]:
     """The run-name stems the final and regularised phases hold for the sweep as it is now."""
     best = best_settings(load_phase(root, bench, "sweep"), bench)
     return {"final": {config_name(m, s) for m, s in best.items()},
-            "regularised": {config_name(m, {**s, "early_stopping": 10}) for m, s in best.items()
-                            if m in ("SGN", "Adam") and bench in REGULARISED}}
+            "regularised": {config_name(m, s) for m, s in regularised_settings(best, bench)}}
+
+
+def regularised_settings(best: dict[str, dict], bench: str) -> list[tuple[str, dict]]:
+    """The regularised phase's (method, setting): SGN's and Adam's best with early stopping, and on
+    ``WEIGHT_DECAY_BENCHES`` with weight decay."""
+    if bench not in REGULARISED:
+        return []
+    out = [(m, {**best[m], "early_stopping": 10}) for m in ("SGN", "Adam") if m in best]
+    if bench in WEIGHT_DECAY_BENCHES:
+        out += [(m, {**best[m], "weight_decay": WEIGHT_DECAY}) for m in ("SGN", "Adam") if m in best]
+    return out
 
 
 def run_pinned(todo: list[tuple[str, list[str]]], lanes: int, log=print) -> int:
@@ -368,6 +387,32 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
     return marks_out, ttt_out, gen_out
 
 
+def adapt_effort_rows(root: str, benches: list[str]) -> list[dict]:
+    """SGN-adapt's final runs, from their per-step records: CG iterations and budget per step, how
+    often the rate test stopped CG, and the step cost besides CG it measured (in CG iterations)."""
+    rows = []
+    for bench in benches:
+        wanted = current_configs(root, bench)["final"]
+        runs = [r for r in load_phase(root, bench, "final") if r["name"] in wanted and setting_of(r)[0] == "SGN-adapt"]
+        per_run = []
+        for result in runs:
+            path = os.path.join(root, bench, "final", f"{result['name']}_s{result['seed']}", "diagnostics.jsonl")
+            if not os.path.isfile(path):
+                continue
+            with open(path, encoding="utf-8") as fh:
+                steps = [json.loads(line) for line in fh if line.strip()]
+            if steps:
+                per_run.append({"cg_iters": float(np.mean([s["cg_iters"] for s in steps])),
+                                "budget": float(np.mean([s["max_cg_iters"] for s in steps])),
+                                "stopped_pct": 100.0 * float(np.mean([s["cg_stop"] == "progress" for s in steps])),
+                                "cost": float(np.median([s["cg_cost"] for s in steps[len(steps) // 2:]])),
+                                "steps": len(steps)})
+        if per_run:
+            rows.append({"bench": bench, "config": runs[0]["name"], "seeds": len(per_run),
+                         **{k: float(np.mean([r[k] for r in per_run])) for k in per_run[0]}})
+    return rows
+
+
 def curve_rows(root: str, benches: list[str], points: int = 100) -> list[dict]:
     """The final runs' timelines thinned to about ``points`` records each (for the figures)."""
     from sgn.results import thin_timeline
@@ -419,6 +464,26 @@ def _fmt(value: float, acc: bool, sd: float = float("nan")) -> str:
     return f"{100 * value:.2f}{spread} %" if acc else f"{value:.3g}{spread}"
 
 
+def adapt_verdicts(marks: list[dict]) -> list[dict]:
+    """Per benchmark and time mark: SGN-adapt's final mean against SGN's (the sweep's best fixed count).
+
+    ``gap``: accuracy points SGN-adapt is ahead (positive) or behind, or its test loss over SGN's.
+    """
+    out = []
+    for r in marks:
+        if r["method"] != "SGN-adapt":
+            continue
+        fixed = [f for f in marks if f["method"] == "SGN" and f["bench"] == r["bench"] and f["mark_s"] == r["mark_s"]]
+        if not fixed:
+            continue
+        f, acc = fixed[0], r["metric"] == "test_acc"
+        gap = 100 * (r["mean"] - f["mean"]) if acc else r["mean"] / f["mean"]
+        out.append({"bench": r["bench"], "mark_s": r["mark_s"], "metric": r["metric"], "fixed": f["config"],
+                    "fixed_mean": f["mean"], "adapt": r["config"], "adapt_mean": r["mean"], "gap": gap,
+                    "met": bool(gap >= -ADAPT_POINTS if acc else gap <= ADAPT_RATIO)})
+    return out
+
+
 def markdown(tables: dict[str, list[dict]]) -> str:
     lines = ["**Robustness** (sweep, seed 1: final test metric over each method's configurations)", "",
              "| benchmark | method | configurations | diverged | best | median | worst | near the best of all |",
@@ -452,6 +517,24 @@ def markdown(tables: dict[str, list[dict]]) -> str:
         lines.append(f"| {r['bench']} | {r['config']} | {r['train_loss']:.3g} | {r['test_loss']:.3g} | "
                      f"{r['gap']:.3g} | {r['lowest_test_loss']:.3g} | {acc} | {r['early_stopped']} of {r['seeds']} | "
                      f"{r['seconds']:.0f} |")
+    verdicts = adapt_verdicts(tables["marks"])
+    if verdicts:
+        lines += ["", f"**SGN-adapt against SGN's best fixed count** (final runs; target: within {ADAPT_POINTS:g} "
+                  f"points of accuracy or {ADAPT_RATIO:g}x the test loss)", "",
+                  "| benchmark | at | SGN (fixed count) | SGN-adapt | gap | target met |", "|---|---|---|---|---|---|"]
+        for v in verdicts:
+            acc = v["metric"] == "test_acc"
+            gap = f"{v['gap']:+.2f} points" if acc else f"{v['gap']:.2f}x"
+            lines.append(f"| {v['bench']} | {v['mark_s']:g} s | {v['fixed']}: {_fmt(v['fixed_mean'], acc)} | "
+                         f"{v['adapt']}: {_fmt(v['adapt_mean'], acc)} | {gap} | {'yes' if v['met'] else 'no'} |")
+    if tables.get("adapt_effort"):
+        lines += ["", "**SGN-adapt's CG effort** (final runs, per step, mean over seeds; the cost is the median "
+                  "of the second half of each run)", "",
+                  "| benchmark | configuration | seeds | steps | CG iterations | budget | stopped by the rate test | "
+                  "measured cost besides CG (CG iterations) |", "|---|---|---|---|---|---|---|---|"]
+        for r in tables["adapt_effort"]:
+            lines.append(f"| {r['bench']} | {r['config']} | {r['seeds']} | {r['steps']:.0f} | {r['cg_iters']:.2f} | "
+                         f"{r['budget']:.1f} | {r['stopped_pct']:.0f}% | {r['cost']:.2f} |")
     return "\n".join(lines)
 
 
@@ -527,14 +610,15 @@ def draw(tables: dict[str, list[dict]], out: str) -> list[str]:
     return written
 
 
-TABLES = ("sweep", "robustness", "marks", "time_to_target", "generalisation", "curves")
+TABLES = ("sweep", "robustness", "marks", "time_to_target", "generalisation", "curves", "adapt_effort")
 
 
 def summarise(root: str, benches: list[str]) -> dict[str, list[dict]]:
     sweep = sweep_rows(root, benches)
     marks, ttt, gen = final_rows(root, benches)
     return {"sweep": sweep, "robustness": robustness(sweep), "marks": marks, "time_to_target": ttt,
-            "generalisation": gen, "curves": curve_rows(root, benches)}
+            "generalisation": gen, "curves": curve_rows(root, benches),
+            "adapt_effort": adapt_effort_rows(root, benches)}
 
 
 def main(argv: list[str] | None = None) -> int:
