@@ -180,3 +180,33 @@ def _float64():
 @pytest.fixture
 def tiny_problem():
     return TinyProblem
+
+
+@pytest.fixture(autouse=True)
+def _python_implementations(request, monkeypatch):
+    """Tests marked ``python_ops`` compile with PyTensor's FAST_COMPILE mode: each Op's Python
+    implementation, no C module to build.
+
+    They check the method's arithmetic on tiny problems against independent references, which
+    does not depend on the backend; what a cold cache spends building C modules for their graphs
+    is what they save (PyTensor compiles C modules one at a time, under its compiledir lock, so
+    on a cold cache those compiles bound the whole suite's time across workers).  The C backend, its
+    rewrites and its BLAS are covered by the unmarked tests (tests/test_backends_agree.py checks
+    that C and these implementations give the same steps for every feature these tests cover).
+    """
+    if request.node.get_closest_marker("python_ops") is None:
+        yield
+        return
+    import sgn.backends
+    import sgn.optimizers
+    fast = pytensor.compile.mode.get_mode("FAST_COMPILE")
+    real = sgn.backends.resolve_mode
+
+    def resolve(mode=None, conv=False):
+        return fast if mode is None or (isinstance(mode, str) and mode.lower() == "c") else real(mode, conv=conv)
+
+    # The optimizers hold their own reference; the models' forward functions look it up in sgn.backends.
+    monkeypatch.setattr(sgn.optimizers, "resolve_mode", resolve)
+    monkeypatch.setattr(sgn.backends, "resolve_mode", resolve)
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield

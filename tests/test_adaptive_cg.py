@@ -11,6 +11,10 @@ from sgn import SGN, InvalidParameterError
 from sgn.damping import UNMEASURABLE_ITERATION_COST, cg_step_overhead, next_cg_budget
 from sgn.optimizers import CG_COST_EVERY, CG_COST_START
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
+
 RHO = 1e-2
 BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
 

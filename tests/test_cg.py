@@ -9,6 +9,9 @@ from sgn import SGN
 from sgn.backends import resolve_mode
 from sgn.cg import conjugate_gradient, model_progress_stop
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def _spd(n, cond, rng):
     q, _ = np.linalg.qr(rng.normal(size=(n, n)))

@@ -10,6 +10,10 @@ from sgn import SGD, SGN, CheckpointError, losses
 from sgn.checkpoint import load_checkpoint, save_checkpoint
 from sgn.models import mlp
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
+
 HP = {"TR": True, "MAX_CG_ITERS": 3, "BETA": 0.5, "RHO_DECAY": "const", "PRINT_LEVEL": 0}
 
 

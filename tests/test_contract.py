@@ -9,6 +9,9 @@ from conftest import softmax_cross_entropy_hessian
 from sgn import SGD, SGN, InvalidParameterError, losses
 from sgn.models import FlattenedModel, Model, flatten, mlp
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def _user_network(seed=0, dtype="float64"):
     """A network of the user's own: tanh layer, relu layer with a skip connection, linear output."""

@@ -10,6 +10,9 @@ from sgn.cg import cg_stop_reason
 from sgn.experiment import StepLog
 from sgn.optimizers import CG_STOPS
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def test_step_record_matches_a_dense_gauss_newton_matrix(tiny_problem):
     """gᵀΔ, Δᵀ(G+ρI)Δ and the model's predicted change, from a dense G = JᵀHJ and the gradient

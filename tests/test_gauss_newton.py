@@ -8,6 +8,10 @@ import pytest
 from sgn import SGN
 from sgn.gauss_newton import gauss_newton_product
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
+
 CASES = [("classification", "helper"), ("classification", "original"), ("regression", "helper")]
 
 

@@ -15,6 +15,10 @@ from sgn.models import mlp, vgg
 from sgn.optimizers import SGD_CONSTRAINTS, SGD_DEFAULTS, SGN_CONSTRAINTS, SGN_DEFAULTS
 
 # derandomize: CI sees the same examples every run (a failure found once is found again).
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
+
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -8,6 +8,9 @@ import pytest
 from sgn import InvalidParameterError
 from sgn.models import mlp
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def _numpy_forward(net, x):
     h = x

@@ -12,6 +12,9 @@ from sgn import SGD, SGN, InvalidParameterError, NonFiniteStepError, UnknownPara
 from sgn.models import mlp
 from sgn.optimizers import SGD_CONSTRAINTS, SGN_CONSTRAINTS
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def _classifier(seed=0, n_in=4, n_out=3, hs=(6,)):
     X, y = pt.matrix("X"), pt.ivector("y")

@@ -5,6 +5,9 @@ import pytest
 
 from sgn.retry import REJECT_RHO_FACTOR, REJECT_RHO_FLOOR, Retry, attempt_rho, next_attempt
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 def test_accepting_clears_the_retry_and_keeps_rho():
     assert next_attempt(True, 3e-3, 100.0, 4, trust_region=True, max_rejected=10) == Retry(3e-3, 1.0, 0, False)

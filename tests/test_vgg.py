@@ -11,6 +11,9 @@ from sgn import SGN, InvalidParameterError, losses
 from sgn.datasets import load_mnist
 from sgn.models import ARCHITECTURES, load_architecture, vgg
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
 
 @pytest.mark.parametrize("name,shape,n_params", [("architecture_1", (1, 28, 28), 44426),
                                                  ("architecture_4", (3, 32, 32), 122570)])

@@ -8,6 +8,10 @@ import pytest
 from sgn import SGD, SGN, InvalidParameterError, losses
 from sgn.models import mlp
 
+# Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).
+pytestmark = pytest.mark.python_ops
+
+
 LAMBDA = 0.3
 
 
