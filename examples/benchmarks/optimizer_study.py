@@ -4,7 +4,8 @@ Three phases per benchmark, every run ``examples/mlp.py`` or ``examples/conv_net
 ``examples/reproduce.py`` builds them (float32, each seed its own θ₀):
 
 1. **sweep** (seed 1, at ``SWEEP_BUDGET`` seconds): SGN over ρ₀ ∈ {1e-4, 1e-3, 1e-2, 1e-1, 1}
-   × three CG counts (the paper's trust region and line search), SGD over the paper's learning
+   × three CG counts (the paper's trust region and line search), SGN-adapt (adaptive CG with the
+   cost-aware stop, no CG count, cap ``ADAPT_CAP``) over the same ρ₀, SGD over the paper's learning
    rates, Adam over {1e-4, 1e-3, 1e-2, 1e-1}.  The final test metric of every configuration is
    the robustness data.
 2. **final** (seeds ``FINAL_SEEDS``, at the paper's budget): each method's best sweep
@@ -81,7 +82,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def config_name(method: str, setting: dict) -> str:
     """A run folder's stem: ``SGN_rho0.0001_cg5``, ``SGN-adapt_rho0.01``, ``SGD_lr0.1``, ``Adam_lr0.001``
-    (``-ES`` with early stopping)."""
+    (``-ES`` with early stopping, ``-WD`` with weight decay)."""
     tag = method + ("-ES" if setting.get("early_stopping") else "") + ("-WD" if setting.get("weight_decay") else "")
     if method == "SGN":
         return f"{tag}_rho{setting['rho']:g}_cg{setting['cg']}"
