@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validation import InvalidParameterError
 from .checkpoint import atomic_write_bytes, jsonable
-from .optimizers import CG_STOP_RULES, SGN_DEFAULTS, TR_RATIOS
+from .optimizers import CG_BUDGET_RULES, CG_STOP_RULES, SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
@@ -105,7 +105,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_progress_tol", type=float, default=SGN_DEFAULTS["CG_PROGRESS_TOL"],
       help="CG_PROGRESS_TOL (with --cg_adapt)")
     a("--cg_stop", choices=CG_STOP_RULES, default=SGN_DEFAULTS["CG_STOP"],
-      help="CG_STOP (with --cg_adapt): 'progress' (Martens' relative progress) or 'rate' (cost-aware)")
+      help="CG_STOP (with --cg_adapt): 'progress' (Martens' relative progress), 'rate' (cost-aware) or "
+           "'budget' (CG runs its budget)")
+    a("--cg_budget", choices=CG_BUDGET_RULES, default=SGN_DEFAULTS["CG_BUDGET"],
+      help="CG_BUDGET (with --cg_adapt): the budget rule, 'ratio' (from the reduction ratio) or 'race' "
+           "(budgets raced on measured progress per second)")
+    a("--cg_race_start", type=_positive(int), default=SGN_DEFAULTS["CG_RACE_START"],
+      help="CG_RACE_START (with --cg_budget race): the first budget")
+    a("--cg_race_block", type=_positive(float), default=SGN_DEFAULTS["CG_RACE_BLOCK"],
+      help="CG_RACE_BLOCK (with --cg_budget race): seconds of the first block")
     a("--cg_cost", type=_cg_cost, default=SGN_DEFAULTS["CG_COST"],
       help="CG_COST (with --cg_stop rate): a step's cost besides CG in CG iterations, or 'auto' (measured)")
     a("--cg_warm", type=float, default=SGN_DEFAULTS["CG_WARM"],
@@ -163,7 +171,8 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
           "CG_PROGRESS_TOL": args.cg_progress_tol, "CG_WARM": args.cg_warm, "CURV_BATCH": args.curv_batch,
-          "CG_STOP": args.cg_stop, "CG_COST": args.cg_cost,
+          "CG_STOP": args.cg_stop, "CG_COST": args.cg_cost, "CG_BUDGET": args.cg_budget,
+          "CG_RACE_START": args.cg_race_start, "CG_RACE_BLOCK": args.cg_race_block,
           "PRINT_LEVEL": 0}
     if getattr(args, "weight_decay", 0.0):
         hp["WEIGHT_DECAY"] = args.weight_decay

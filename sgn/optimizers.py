@@ -30,6 +30,16 @@ from ._batch import check_batch, check_vector
 from ._validation import Boolean, Interval, InvalidParameterError, Options, validate_options
 from .backends import has_conv_ops, is_jax, is_numba, resolve_mode
 from .cg import cg_stop_reason, conjugate_gradient
+from .cg_race import (
+    MIN_BLOCK_STEPS,
+    CGRace,
+    add_sample,
+    block_score,
+    log_loss,
+    race_after_block,
+    race_block_seconds,
+    start_race,
+)
 from .checkpoint import CheckpointError, jsonable, load_checkpoint, save_checkpoint
 from .damping import cg_step_overhead, next_cg_budget, reduction_ratio, trust_region_update
 from .gauss_newton import gauss_newton_product, output_loss_gradient
@@ -73,7 +83,10 @@ SGN_DEFAULTS: dict[str, Any] = {
     "CG_ADAPT": False,        # CG stops on the model's relative progress; its budget adapts (cap MAX_CG_ITERS)
     "CG_WINDOW": 1,           # CG_ADAPT: iterations over which progress is measured (Martens' k)
     "CG_PROGRESS_TOL": 0.35,  # CG_ADAPT: stop once that window gained < CG_WINDOW * this of the model's decrease
-    "CG_STOP": "progress",    # CG_ADAPT's stop: 'progress' (Martens' test above) or 'rate' (cost-aware)
+    "CG_STOP": "progress",    # CG_ADAPT's stop: 'progress' (Martens' test above), 'rate' (cost-aware), 'budget'
+    "CG_BUDGET": "ratio",     # CG_ADAPT's budget rule: 'ratio' (trust-region-like) or 'race' (sgn.cg_race)
+    "CG_RACE_START": 5,       # CG_BUDGET='race': the first budget raced
+    "CG_RACE_BLOCK": 0.5,     # CG_BUDGET='race': seconds of step time in the first block (later ones grow)
     "CG_COST": "auto",        # CG_STOP='rate': a step's cost besides CG, in CG iterations; 'auto': measured
     "CG_WARM": 0.0,           # start CG from CG_WARM * the previous direction (Martens' zeta); 0: from 0
     "CURV_BATCH": 1.0,        # fraction of the mini-batch on which G v is computed (the gradient: all of it)
@@ -82,7 +95,9 @@ SGN_DEFAULTS: dict[str, Any] = {
 # The values of TR_RATIO: the step whose loss change the trust-region rule judges.
 TR_RATIOS = ("trial", "accepted")
 #: The values of CG_STOP: how CG_ADAPT's CG decides it has done enough (sgn.cg).
-CG_STOP_RULES = ("progress", "rate")
+CG_STOP_RULES = ("progress", "rate", "budget")
+#: The values of CG_BUDGET: how CG_ADAPT sets the next step's CG budget.
+CG_BUDGET_RULES = ("ratio", "race")
 #: CG_COST='auto': the cost assumed until enough steps are measured, and how the measuring goes
 #: (every CG_COST_EVERY steps, over the last CG_COST_WINDOW; sgn.damping.cg_step_overhead).
 CG_COST_START, CG_COST_EVERY, CG_COST_WINDOW = 2.0, 10, 200
@@ -103,6 +118,8 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "WEIGHT_DECAY": _NONNEG_REAL, "CG_ADAPT": Boolean(), "CG_WINDOW": _POS_INT,
     "CG_PROGRESS_TOL": Interval("real", 0, 1, "neither"), "CG_WARM": Interval("real", 0, 1, "left"),
     "CG_STOP": Options(CG_STOP_RULES), "CG_COST": (Options(("auto",)), _NONNEG_REAL),
+    "CG_BUDGET": Options(CG_BUDGET_RULES), "CG_RACE_START": _POS_INT,
+    "CG_RACE_BLOCK": Interval("real", 0, None, "neither"),
     "CURV_BATCH": Interval("real", 0, 1, "right"),
 }
 
@@ -194,6 +211,11 @@ class SGNState:
     history: dict[str, list] = dataclasses.field(default_factory=dict)  #: per accepted step
     cg_budget: int = 0          #: CG_ADAPT: the next step's CG budget (0: not set yet, the cap)
     cg_cost: float = -1.0       #: CG_COST='auto': the measured cost besides CG (< 0: not measured yet)
+    #: CG_BUDGET='race': the race (the fields of sgn.cg_race.CGRace; empty: not started), the current
+    #: block's step seconds so far, and the sum and count of its scored steps' log losses
+    cg_race: tuple = ()
+    race_seconds: float = 0.0
+    race_sums: tuple = ()
     #: (n_params,), the last accepted CG direction, from which CG_WARM starts (zeros: none yet)
     direction: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
@@ -790,8 +812,9 @@ class SGN(_Optimizer):
     _advice = "a larger DAMP_RHO or a smaller ALPHA"
     _ADDED_HYPER_PAR = {"TR_RATIO": "accepted", "WEIGHT_DECAY": 0.0,
                         **{k: SGN_DEFAULTS[k] for k in ("CG_ADAPT", "CG_WINDOW", "CG_PROGRESS_TOL", "CG_WARM",
-                                                        "CURV_BATCH", "CG_STOP", "CG_COST")}}
-    _ADDED_STATE = ("cg_budget", "direction", "cg_cost")
+                                                        "CURV_BATCH", "CG_STOP", "CG_COST", "CG_BUDGET",
+                                                        "CG_RACE_START", "CG_RACE_BLOCK")}}
+    _ADDED_STATE = ("cg_budget", "direction", "cg_cost", "cg_race", "race_seconds", "race_sums")
 
     def __init__(self, X: Any, y_hat: Any, net: Any, obj_fun: Any,
                  hyper_par: Mapping[str, Any] | None = None, mode: Any = None, *,
@@ -884,6 +907,32 @@ class SGN(_Optimizer):
             cost = cg_step_overhead(*zip(*rows))
             if cost is not None:
                 self.state.cg_cost = cost
+
+    def _race_budget(self) -> int:
+        """CG_BUDGET='race': this step's CG budget, after ending the running block if it has lasted.
+
+        A block ends once its step time reaches :func:`sgn.cg_race.race_block_seconds` with at least
+        :data:`sgn.cg_race.MIN_BLOCK_STEPS` steps scored in its second half.
+        """
+        hp, st = self.hyper_par, self.state
+        if not st.cg_race:
+            race = start_race(hp["CG_RACE_START"], hp["MAX_CG_ITERS"])
+        else:
+            race = CGRace(*st.cg_race)
+            scored = st.race_sums[0] if st.race_sums else 0
+            if scored < MIN_BLOCK_STEPS or st.race_seconds < race_block_seconds(race.block, hp["CG_RACE_BLOCK"]):
+                return race.trial
+            race = race_after_block(race, block_score(st.race_sums, st.race_seconds), hp["MAX_CG_ITERS"])
+        st.cg_race = dataclasses.astuple(race)
+        st.race_seconds, st.race_sums = 0.0, ()
+        return race.trial
+
+    def _race_record(self, loss: float, seconds: float) -> None:
+        """CG_BUDGET='race': count an accepted step in its block (its loss is scored in the second half)."""
+        st = self.state
+        if st.race_seconds >= 0.5 * race_block_seconds(CGRace(*st.cg_race).block, self.hyper_par["CG_RACE_BLOCK"]):
+            st.race_sums = add_sample(st.race_sums, st.race_seconds, log_loss(loss))
+        st.race_seconds += seconds
 
     @property
     def rho(self) -> float:
@@ -1029,7 +1078,13 @@ class SGN(_Optimizer):
         hp, dt, st = self.hyper_par, self.dtype, self.state
         t = st.step + 1
         cap = hp["MAX_CG_ITERS"] if t >= hp["K_CG"] else hp["MIN_CG_ITERS"]
-        n_cg = min(st.cg_budget or cap, cap) if hp["CG_ADAPT"] else cap
+        compile_before = self.compile_seconds
+        if not hp["CG_ADAPT"]:
+            n_cg = cap
+        elif hp["CG_BUDGET"] == "race":
+            n_cg = min(self._race_budget(), cap)
+        else:
+            n_cg = min(st.cg_budget or cap, cap)
         base_rho = self._scheduled_rho(t)
         rho = attempt_rho(base_rho, st.rho_boost)
         beta = hp["BETA"]
@@ -1079,7 +1134,7 @@ class SGN(_Optimizer):
         st.step = t
         cg_iters, cg_residual = int(out.cg_iters), float(out.cg_residual)
         cg_stop = cg_stop_reason(cg_iters, n_cg, cg_residual, hp["CG_TOL"], bool(out.cg_progress))
-        if hp["CG_ADAPT"]:
+        if hp["CG_ADAPT"] and hp["CG_BUDGET"] == "ratio":
             st.cg_budget = next_cg_budget(n_cg, hp["MAX_CG_ITERS"], ratio, cg_stop == "budget")
         if hp["CG_WARM"] > 0:
             st.direction = np.array(delta, dtype=dt)
@@ -1091,6 +1146,10 @@ class SGN(_Optimizer):
                   "seconds_products": seconds_products, "seconds_line_search": seconds_line_search,
                   "cg_warm": bool(out.cg_warm), "cg_cost": cg_cost}
         record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
+        if hp["CG_ADAPT"] and hp["CG_BUDGET"] == "race":
+            # The block's clock: this step's time, less any compiling its first call did (Numba, JAX).
+            self._race_record(loss, seconds_products + seconds_line_search + record["seconds_other"]
+                              - (self.compile_seconds - compile_before))
         for key in _SGN_HISTORY:
             st.history[key].append(record[key])
         if self._rate_rule(hp) and hp["CG_COST"] == "auto" and t % CG_COST_EVERY == 0:
