@@ -6,8 +6,10 @@ sweep of its own), run as the study's final phase runs (float32, the paper's bud
 ``optimizer_study.BENCHES``' final seeds, two runs at a time, each pinned to a core with one BLAS
 thread).  The summary compares it with the study's summaries in ``--study`` (docs/results/optimizer_study):
 
-* the best fixed count's final runs (``marks.csv``): the mean test metric at each time mark, and issue
-  #19's target (within 0.2 points of accuracy or 1.1x the test loss);
+* the best fixed count (``marks.csv``'s configuration), run again beside SGN-race with the same
+  seeds and protocol (so that both ran on the same machine and library): the mean test metric at
+  each time mark, and issue #19's target (within 0.2 points of accuracy or 1.1x the test loss);
+  the study's own figure for that configuration is listed beside it;
 * every fixed count of the sweep (``sweep.csv``, seed 1, at the sweep budget, each count at its best
   ρ₀): whether seed 1 of SGN-race is ahead of all of them.
 
@@ -15,6 +17,7 @@ thread).  The summary compares it with the study's summaries in ``--study`` (doc
 
     python examples/benchmarks/cg_race_eval.py --run --root results/race --data_root DATASETS
     python examples/benchmarks/cg_race_eval.py --root results/race --summary docs/results/cg_race
+    python examples/benchmarks/cg_race_eval.py --from_summary docs/results/cg_race   # the tables again
 
 Finished runs are skipped, so an interrupted evaluation resumes.
 """
@@ -48,38 +51,46 @@ def best_fixed(marks: list[dict], bench: str) -> tuple[str, float]:
 
 
 def race_runs(root: str, data_root: str | None, study_dir: str, benches: list[str]) -> list[tuple[str, list[str]]]:
-    """(run folder, command) of every SGN-race run not yet finished."""
+    """(run folder, command) of every SGN-race run, and of the best fixed count's, not yet finished."""
     marks = study.read_csv(os.path.join(study_dir, "marks.csv"))
     out = []
     for bench in benches:
         folder, _, _, time_marks, seeds, _ = study.BENCHES[bench]
-        _, rho = best_fixed(marks, bench)
+        config, rho = best_fixed(marks, bench)
+        cg = int(config.rsplit("_cg", 1)[1])
         budget = time_marks[-1]
         eval_every = budget / 20 if reproduce.BENCHMARKS[bench][0] == "conv_net.py" else None
         data_dir = os.path.join(data_root, folder) if data_root and folder else None
         base = reproduce.base_command(bench, budget, data_dir, eval_every=eval_every)
+        configs = [(f"SGN-race_rho{rho:g}", reproduce.SGN_FLAGS + ["--rho", f"{rho:g}"] + RACE_FLAGS),
+                   (config, study.solver_flags("SGN", {"rho": rho, "cg": cg}))]
         for seed in seeds:
-            run_dir = os.path.join(root, bench, f"SGN-race_rho{rho:g}_s{seed}")
-            if not os.path.isfile(os.path.join(run_dir, "results.json")):
-                out.append((run_dir, base + reproduce.SGN_FLAGS + ["--rho", f"{rho:g}"] + RACE_FLAGS
-                            + ["--seed", str(seed), "--out", run_dir, "--overwrite"]))
+            for name, flags in configs:  # alternately, so that both see the same machine over time
+                run_dir = os.path.join(root, bench, f"{name}_s{seed}")
+                if not os.path.isfile(os.path.join(run_dir, "results.json")):
+                    out.append((run_dir, base + flags + ["--seed", str(seed), "--out", run_dir, "--overwrite"]))
     return out
 
 
-def load_runs(root: str, bench: str) -> list[dict]:
-    """Every finished SGN-race run of ``bench``, with its per-step record's budgets (``budgets``)."""
+def load_runs(root: str, bench: str, stem: str = "SGN-race_") -> list[dict]:
+    """Every finished run of ``bench`` whose folder starts with ``stem``, with its per-step record's
+    budgets (``budgets``; empty without one)."""
     folder = os.path.join(root, bench)
     out = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         path = os.path.join(folder, name, "results.json")
+        if not name.startswith(stem):
+            continue
         if not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as fh:
             result = json.load(fh)
         result["seed"] = int(name.rsplit("_s", 1)[1])
         diag = os.path.join(folder, name, "diagnostics.jsonl")
-        with open(diag, encoding="utf-8") as fh:
-            result["budgets"] = [json.loads(line)["max_cg_iters"] for line in fh if line.strip()]
+        result["budgets"] = []
+        if os.path.isfile(diag):
+            with open(diag, encoding="utf-8") as fh:
+                result["budgets"] = [json.loads(line)["max_cg_iters"] for line in fh if line.strip()]
         out.append(result)
     return out
 
@@ -97,16 +108,20 @@ def summarise(root: str, study_dir: str, benches: list[str]) -> tuple[list[dict]
         config, rho = best_fixed(marks, bench)
         budgets = [b for r in runs for b in r["budgets"]]
         late = [b for r in runs for b in r["budgets"][len(r["budgets"]) // 2:]]
-        for mark in study.BENCHES[bench][3]:
+        fixed_runs = load_runs(root, bench, config + "_s")
+
+        def at_mark(results: list[dict], mark: float) -> tuple[float, float]:
             t = mark + plot.time_slack(mark)
-            at = [float("nan") if r["timeline"][-1].get("diverged") else plot.value_at(r["timeline"], "seconds", t, key)
-                  for r in runs]
-            mean, sd = study._mean_sd(at)
-            fixed = next(r for r in marks if r["bench"] == bench and r["method"] == "SGN" and r["mark_s"] == mark)
-            gap = 100 * (mean - fixed["mean"]) if acc else mean / fixed["mean"]
+            return study._mean_sd([float("nan") if r["timeline"][-1].get("diverged")
+                                   else plot.value_at(r["timeline"], "seconds", t, key) for r in results])
+        for mark in study.BENCHES[bench][3]:
+            mean, sd = at_mark(runs, mark)
+            fixed_mean, fixed_sd = at_mark(fixed_runs, mark) if fixed_runs else (math.nan, math.nan)
+            stored = next(r for r in marks if r["bench"] == bench and r["method"] == "SGN" and r["mark_s"] == mark)
+            gap = 100 * (mean - fixed_mean) if acc else mean / fixed_mean
             rows.append({"bench": bench, "mark_s": mark, "metric": key, "rho0": rho, "seeds": len(runs),
-                         "race_mean": mean, "race_sd": sd, "fixed": config, "fixed_mean": fixed["mean"],
-                         "fixed_sd": fixed["sd"], "gap": gap,
+                         "race_mean": mean, "race_sd": sd, "fixed": config, "fixed_seeds": len(fixed_runs),
+                         "fixed_mean": fixed_mean, "fixed_sd": fixed_sd, "study_mean": stored["mean"], "gap": gap,
                          "met": bool(gap >= -study.ADAPT_POINTS if acc else gap <= study.ADAPT_RATIO),
                          "mean_budget": float(np.mean(budgets)), "late_median_budget": float(np.median(late)),
                          "version": runs[0].get("config", {}).get("sgn_version", "")})
@@ -130,13 +145,14 @@ def summarise(root: str, study_dir: str, benches: list[str]) -> tuple[list[dict]
 def markdown(rows: list[dict], grid: list[dict]) -> str:
     def fmt(v: float, acc: bool, sd: float = math.nan) -> str:
         return study._fmt(v, acc, sd)
-    lines = ["| benchmark | at | SGN, best fixed count (5 seeds) | SGN-race (5 seeds) | gap | target met | "
-             "budget: mean, late median |", "|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | at | SGN, the study's best fixed count | (in the study) | SGN-race, no count | gap | "
+             "target met | budget: mean, late median |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = r["metric"] == "test_acc"
         gap = f"{r['gap']:+.2f} points" if acc else f"{r['gap']:.3f}x"
         lines.append(f"| {r['bench']} | {r['mark_s']:g} s | {fmt(r['fixed_mean'], acc, r['fixed_sd'])} "
-                     f"({r['fixed'].split('_', 1)[1]}) | {fmt(r['race_mean'], acc, r['race_sd'])} (rho{r['rho0']:g}) | "
+                     f"({r['fixed'].split('_', 1)[1]}) | {fmt(r['study_mean'], acc)} | "
+                     f"{fmt(r['race_mean'], acc, r['race_sd'])} | "
                      f"{gap} | {'yes' if r['met'] else 'no'} | {r['mean_budget']:.1f}, {r['late_median_budget']:g} |")
     lines += ["", "| benchmark | at (sweep budget) | SGN-race, seed 1 | each fixed count at its best ρ₀, seed 1 | "
               "ahead of every count |", "|---|---|---|---|---|"]
@@ -148,6 +164,16 @@ def markdown(rows: list[dict], grid: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def read_summary(folder: str) -> tuple[list[dict], list[dict]]:
+    """The rows :func:`summarise` returned, back from ``--summary``'s CSV files."""
+    rows, grid = (study.read_csv(os.path.join(folder, name)) for name in ("marks.csv", "grid.csv"))
+    for r in rows + grid:
+        for key in ("met", "ahead_of_every_count"):
+            if key in r:
+                r[key] = r[key] == "True"
+    return rows, grid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="results/race", help="folder of the runs")
@@ -157,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_root", default=None, help="folder holding boston/, mnist/, fashion_mnist/")
     parser.add_argument("--lanes", type=int, default=2, help="runs at a time, each pinned to one core")
     parser.add_argument("--summary", default=None, help="write marks.csv and grid.csv into this folder")
+    parser.add_argument("--from_summary", default=None, help="print the tables from a --summary folder")
     args = parser.parse_args(argv)
+    if args.from_summary:
+        print(markdown(*read_summary(args.from_summary)))
+        return 0
     code = 0
     if args.run:
         todo = race_runs(args.root, args.data_root, args.study, args.benches)
