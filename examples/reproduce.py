@@ -38,7 +38,8 @@ SGN_FLAGS = ["--solver", "SGN", "--rho", "1e-4", "--rho_min", "1e-6", "--TR", "T
              "--cg_min_iter", "10", "--K_cg", "10"]
 SGD_FLAGS = ["--solver", "SGD", "--mom", "0", "--scheduler", "const"]
 # Adaptive CG (not in the paper): the budget adapts below the cap of 10, from 10 on the first step too.
-ADAPT_FLAGS = SGN_FLAGS + ["--cg_adapt", "True"]
+# SGN-adapt: Martens' stop and the ratio rule, as evaluated in docs/results.md ("adaptive CG").
+ADAPT_FLAGS = SGN_FLAGS + ["--cg_adapt", "True", "--cg_stop", "progress", "--cg_budget", "ratio"]
 ADAPT_CAPS = [10]
 CURV_FLAGS = ["--curv_batch", "0.25"]
 ADAM_FLAGS = ["--solver", "Adam", "--scheduler", "const"]

@@ -128,19 +128,48 @@ def log_loss(loss: float) -> float:
 #: How far past its end a block's score looks, in block lengths.  0 (the mean level of the second
 #: half) favoured small budgets wherever a larger one's gain lasts (measured on Boston housing: a
 #: race settled at 1-2 iterations, 1.25x CG 20's test loss); 1 raced to 27 there, and matched
-#: the best fixed count on MNIST, the sine and Fashion-MNIST at seed 1 (docs/results.md).
+#: the best fixed count on MNIST, the sine and Fashion-MNIST (pilot runs at seed 1; the
+#: evaluation is docs/results.md's "The raced budget").
 HORIZON = 1.0
 
 
 def add_sample(sums: tuple, t: float, y: float) -> tuple:
-    """The running sums (n, Σt, Σy, Σt², Σty) with the sample (t, y) added."""
+    """The running sums of a block's scored steps with one more step added.
+
+    Parameters
+    ----------
+    sums : tuple
+        ``(n, Σt, Σy, Σt², Σty)``, or ``()`` for none yet.
+    t : float
+        The step's start, in seconds of step time since the block began.
+    y : float
+        Its :func:`log_loss`.
+
+    Returns
+    -------
+    tuple
+        The five sums with ``(t, y)`` added.
+    """
     n, st, sy, stt, sty = sums or (0, 0.0, 0.0, 0.0, 0.0)
     return (n + 1, st + t, sy + y, stt + t * t, sty + t * y)
 
 
 def block_score(sums: tuple, end: float) -> float:
-    """The log loss that a least-squares line through the block's second half predicts at
-    ``end · (1 + HORIZON)`` (``end``: the block's duration): its level, carried forward at its pace."""
+    """A block's score: where its budget's level and pace are taking the log loss.
+
+    Parameters
+    ----------
+    sums : tuple
+        :func:`add_sample`'s sums over the block's scored steps (at least one).
+    end : float
+        The block's duration in seconds of step time.
+
+    Returns
+    -------
+    float
+        The value at ``end · (1 + HORIZON)`` of the least-squares line through the samples (their
+        mean when they span no time); ``+inf`` when a sample is not finite.
+    """
     n, st, sy, stt, sty = sums
     mean_t, mean_y = st / n, sy / n
     var_t = stt / n - mean_t * mean_t

@@ -23,7 +23,11 @@ from .optimizers import CG_BUDGET_RULES, CG_STOP_RULES, SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
-           "expected_errors", "StepLog"]
+           "expected_errors", "StepLog", "resolve_cg_flags", "FIXED_CG_ITERS", "ADAPT_CG_CAP"]
+
+#: The scripts' CG count when none is given and CG is not adaptive (the original package's default),
+#: and the cap of adaptive CG when no count is given (docs/hyperparameters.md, "The raced CG budget").
+FIXED_CG_ITERS, ADAPT_CG_CAP = 10, 50
 
 
 @contextlib.contextmanager
@@ -78,7 +82,8 @@ def _cg_cost(text: str) -> str | float:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) -> None:
-    """The original scripts' flags (same names and defaults) plus ours; ``inits`` are the model's ``init`` values."""
+    """The original scripts' flags (same names and defaults, except that an SGN run given no CG count races its
+    own: :func:`resolve_cg_flags`) plus ours; ``inits`` are the model's ``init`` values."""
     a = parser.add_argument
     a("--solver", choices=["SGN", "SGD", "Adam"], default="SGN")
     a("--epochs", type=_positive(int), default=1)
@@ -95,12 +100,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--TR_ratio", choices=TR_RATIOS, default=SGN_DEFAULTS["TR_RATIO"],
       help="step the trust-region ratio judges: the full step (trial, as the original) or the accepted one")
     a("--rho_schedule", choices=["const", "linear", "cos"], default="const", help="RHO_DECAY (with TR False)")
-    a("--cg_max_iter", type=_positive(int), default=10, help="MAX_CG_ITERS")
+    a("--cg_max_iter", type=_positive(int), default=None,
+      help=f"MAX_CG_ITERS: the CG count (giving one turns --cg_adapt off unless it is given too), or the cap "
+           f"under --cg_adapt (default: {FIXED_CG_ITERS} fixed, {ADAPT_CG_CAP} adaptive)")
     a("--cg_min_iter", type=_positive(int), default=None, help="MIN_CG_ITERS (default: cg_max_iter)")
     a("--K_cg", type=_positive(int), default=10, help="K_CG")
     a("--alpha_exp", type=float, default=1.0, help="ALPHA_EXP")
-    a("--cg_adapt", type=str2bool, default=SGN_DEFAULTS["CG_ADAPT"],
-      help="CG_ADAPT: CG stops on the model's relative progress and its budget adapts (cap: --cg_max_iter)")
+    a("--cg_adapt", type=str2bool, default=None,
+      help="CG_ADAPT: SGN picks its own CG budget (--cg_budget, --cg_stop; cap: --cg_max_iter). Default: on "
+           "when no --cg_max_iter is given (one process; data-parallel runs keep a fixed count), off otherwise")
     a("--cg_window", type=_positive(int), default=SGN_DEFAULTS["CG_WINDOW"], help="CG_WINDOW (with --cg_adapt)")
     a("--cg_progress_tol", type=float, default=SGN_DEFAULTS["CG_PROGRESS_TOL"],
       help="CG_PROGRESS_TOL (with --cg_adapt)")
@@ -164,8 +172,22 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--overwrite", action="store_true", help="replace an existing results.json")
 
 
+def resolve_cg_flags(args: argparse.Namespace, world_size: int = 1) -> None:
+    """Settle ``--cg_adapt`` and ``--cg_max_iter`` in ``args`` (in place; idempotent).
+
+    ``--cg_adapt`` left out means adaptive CG exactly when no CG count is given and the run is one
+    process (``CG_ADAPT`` is not supported data-parallel); ``--cg_max_iter`` left out is then the
+    cap :data:`ADAPT_CG_CAP`, or :data:`FIXED_CG_ITERS` for a fixed count.
+    """
+    if args.cg_adapt is None:
+        args.cg_adapt = args.cg_max_iter is None and world_size == 1
+    if args.cg_max_iter is None:
+        args.cg_max_iter = ADAPT_CG_CAP if args.cg_adapt else FIXED_CG_ITERS
+
+
 def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     """SGN hyperparameters from the flags (PRINT_LEVEL 0: the progress bar reports)."""
+    resolve_cg_flags(args)
     hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": args.cg_min_iter or args.cg_max_iter,
           "K_CG": args.K_cg, "TR": args.TR, "TR_RATIO": args.TR_ratio, "LS": args.LS, "CG_PREC": args.cg_prec,
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
@@ -270,6 +292,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         raise InvalidParameterError("--early_stopping needs a validation split: give --val_fraction too")
     comm = world_from_environment()
     rank, world_size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    resolve_cg_flags(args, world_size)  # before results.json's config records the flags
     path = os.path.join(args.out, "results.json")
     if os.path.exists(path) and not (args.overwrite or args.resume):
         raise SystemExit(f"{path} exists; pass --overwrite to replace it")

@@ -80,11 +80,11 @@ SGN_DEFAULTS: dict[str, Any] = {
     "PRINT_LEVEL": 1,         # 0 silent, >= 2 one line per step
     "MAX_REJECTED_STEPS": 10,  # consecutive non-finite steps tolerated before NonFiniteStepError
     "WEIGHT_DECAY": 0.0,      # L2 penalty lambda/2 |W|^2 on the weights (net.decay_mask()), in G exactly
-    "CG_ADAPT": False,        # CG stops on the model's relative progress; its budget adapts (cap MAX_CG_ITERS)
+    "CG_ADAPT": False,        # SGN picks its own CG budget (CG_BUDGET, CG_STOP; cap MAX_CG_ITERS)
     "CG_WINDOW": 1,           # CG_ADAPT: iterations over which progress is measured (Martens' k)
     "CG_PROGRESS_TOL": 0.35,  # CG_ADAPT: stop once that window gained < CG_WINDOW * this of the model's decrease
-    "CG_STOP": "progress",    # CG_ADAPT's stop: 'progress' (Martens' test above), 'rate' (cost-aware), 'budget'
-    "CG_BUDGET": "ratio",     # CG_ADAPT's budget rule: 'ratio' (trust-region-like) or 'race' (sgn.cg_race)
+    "CG_STOP": "budget",      # CG_ADAPT's stop: 'budget' (none of its own), 'progress' (Martens), 'rate' (cost-aware)
+    "CG_BUDGET": "race",      # CG_ADAPT's budget rule: 'race' (sgn.cg_race) or 'ratio' (trust-region-like)
     "CG_RACE_START": 5,       # CG_BUDGET='race': the first budget raced
     "CG_RACE_BLOCK": 0.5,     # CG_BUDGET='race': seconds of step time in the first block (later ones grow)
     "CG_COST": "auto",        # CG_STOP='rate': a step's cost besides CG, in CG iterations; 'auto': measured
@@ -677,11 +677,14 @@ class SGN(_Optimizer):
        predicted loss change at the full step α = ``ALPHA`` (``TR_RATIO='trial'``) or
        at the accepted α (``'accepted'``); otherwise ρ follows ``RHO_DECAY``.
 
-    With ``CG_ADAPT`` (not in the paper), CG also stops once its quadratic model stops
-    improving (Martens 2010, §4.4; ``CG_STOP='progress'``) or once another iteration would gain
-    less per unit time than the step has so far (``CG_STOP='rate'``, with the step's cost besides
-    CG measured from its timings, ``CG_COST='auto'``, or given), and its budget adapts between steps from the reduction
-    ratio (:func:`sgn.damping.next_cg_budget`), capped at ``MAX_CG_ITERS``; ``CG_WARM``
+    With ``CG_ADAPT`` (not in the paper), SGN picks its own CG budget, capped at ``MAX_CG_ITERS``:
+    by default (``CG_BUDGET='race'``) budgets race against each other on the training loss they
+    reach per second of step time (:mod:`sgn.cg_race`) and CG runs each step's budget
+    (``CG_STOP='budget'``); or the budget follows the reduction ratio
+    (``CG_BUDGET='ratio'``, :func:`sgn.damping.next_cg_budget`) and CG also stops once its
+    quadratic model stops improving (Martens 2010, §4.4; ``CG_STOP='progress'``) or once another
+    iteration would gain less per unit time than the step has so far (``CG_STOP='rate'``, with the
+    step's cost besides CG measured from its timings, ``CG_COST='auto'``, or given).  ``CG_WARM``
     starts CG from the decayed previous direction, and ``CURV_BATCH`` < 1 computes ``G``
     on the first part of each mini-batch (docs/hyperparameters.md).
 

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.python_ops
 
 RHO = 1e-2
 BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
+# Martens' stop and the ratio rule (CG_ADAPT's defaults are the race and no stop of CG's own: tests/test_cg_race.py).
+RATIO_RULE = {"CG_STOP": "progress", "CG_BUDGET": "ratio"}
 
 
 @pytest.mark.parametrize("budget, cap, ratio, used, expected", [
@@ -36,7 +38,7 @@ def test_next_cg_budget_hand_values(budget, cap, ratio, used, expected):
 
 def test_adaptive_step_matches_numpy_cg_with_the_progress_test(tiny_problem):
     p = tiny_problem("classification", seed=4, hs=(4,), n_in=3, n_out=3, batch=20)
-    hp = {**BASE, "CG_ADAPT": True, "MAX_CG_ITERS": 30, "CG_WINDOW": 2, "CG_PROGRESS_TOL": 0.02}
+    hp = {**BASE, **RATIO_RULE, "CG_ADAPT": True, "MAX_CG_ITERS": 30, "CG_WINDOW": 2, "CG_PROGRESS_TOL": 0.02}
     opt = SGN(p.X, p.y, p.net, p.loss, hp)
     G, g = p.dense_gauss_newton(), p.gradient()
     want, want_iters, want_progress = _numpy_cg(G + RHO * np.eye(len(g)), g, 30, window=2, eps=0.02)
@@ -53,7 +55,8 @@ def test_adaptive_step_matches_numpy_cg_with_the_progress_test(tiny_problem):
 
 def test_budget_follows_the_rule_over_steps_and_resumes_exactly(tiny_problem, tmp_path):
     p = tiny_problem("classification", seed=2, hs=(6,), n_in=4, n_out=3, batch=40)
-    hp = {"CG_ADAPT": True, "MAX_CG_ITERS": 8, "CG_PROGRESS_TOL": 0.05, "CG_WARM": 0.5, "TR": True, "PRINT_LEVEL": 0}
+    hp = {**RATIO_RULE, "CG_ADAPT": True, "MAX_CG_ITERS": 8, "CG_PROGRESS_TOL": 0.05, "CG_WARM": 0.5, "TR": True,
+          "PRINT_LEVEL": 0}
     rng = np.random.default_rng(0)
     batches = [(rng.normal(size=(40, 4)), rng.integers(0, 3, 40).astype("int32")) for _ in range(8)]
     theta0 = p.net.theta.get_value()
@@ -140,7 +143,7 @@ def test_cg_step_overhead_needs_two_counts_and_a_positive_slope():
 
 def test_rate_stop_step_matches_numpy_cg_with_the_given_cost(tiny_problem):
     p = tiny_problem("classification", seed=4, hs=(4,), n_in=3, n_out=3, batch=20)
-    hp = {**BASE, "CG_ADAPT": True, "MAX_CG_ITERS": 30, "CG_STOP": "rate", "CG_COST": 3.0}
+    hp = {**BASE, "CG_ADAPT": True, "CG_BUDGET": "ratio", "MAX_CG_ITERS": 30, "CG_STOP": "rate", "CG_COST": 3.0}
     opt = SGN(p.X, p.y, p.net, p.loss, hp)
     G, g = p.dense_gauss_newton(), p.gradient()
     want, want_iters, want_stop = _numpy_cg(G + RHO * np.eye(len(g)), g, 30, rate_cost=3.0)
@@ -154,7 +157,7 @@ def test_rate_stop_step_matches_numpy_cg_with_the_given_cost(tiny_problem):
 
 def test_auto_cost_is_measured_from_the_steps_timings_and_resumes(tiny_problem, tmp_path):
     p = tiny_problem("classification", seed=2, hs=(6,), n_in=4, n_out=3, batch=40)
-    hp = {"CG_ADAPT": True, "MAX_CG_ITERS": 12, "CG_STOP": "rate", "TR": True, "PRINT_LEVEL": 0}
+    hp = {"CG_ADAPT": True, "CG_BUDGET": "ratio", "MAX_CG_ITERS": 12, "CG_STOP": "rate", "TR": True, "PRINT_LEVEL": 0}
     rng = np.random.default_rng(0)
     batches = [(rng.normal(size=(40, 4)), rng.integers(0, 3, 40).astype("int32")) for _ in range(3 * CG_COST_EVERY)]
     opt = SGN(p.X, p.y, p.net, p.loss, hp)

@@ -63,8 +63,8 @@ def test_jax_adaptive_cg_matches_the_c_backend():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(24, 6)), rng.integers(0, 3, 24).astype("int32")
     v = rng.normal(size=_mlp()[0].N_par)
-    hp = {"MAX_CG_ITERS": 4, "CG_ADAPT": True, "CG_PROGRESS_TOL": 0.05, "TR": True, "PRINT_LEVEL": 0,
-          "DAMP_RHO": 1e-3}
+    hp = {"MAX_CG_ITERS": 4, "CG_ADAPT": True, "CG_STOP": "progress", "CG_BUDGET": "ratio", "CG_PROGRESS_TOL": 0.05,
+          "TR": True, "PRINT_LEVEL": 0, "DAMP_RHO": 1e-3}
     ref, got = _run(_mlp, "c", 4, x, y, v, hp), _run(_mlp, "jax", 4, x, y, v, hp)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-8)
     np.testing.assert_allclose(got[2], ref[2], rtol=1e-8, atol=1e-12)

@@ -144,3 +144,19 @@ def test_results_md_study_tables_are_what_optimizer_study_prints(capsys, monkeyp
     printed = capsys.readouterr().out
     for table in tables:
         assert table in printed, f"docs/results.md table not printed by optimizer_study.py {command}:\n{table}"
+
+
+def test_results_md_race_tables_are_what_cg_race_eval_prints(capsys, monkeypatch):
+    """The raced budget's tables are printed by its command from the committed summaries."""
+    sys.path.insert(0, os.path.join(ROOT, "examples", "benchmarks"))
+    import cg_race_eval
+    text = open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8").read()
+    section = text.split("### The raced budget", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    (command,) = re.findall(r"cg_race_eval\.py (--from_summary [^\n`]*)", section)
+    tables = [t.strip() for t in section.split("\n\n") if t.strip().startswith("| benchmark |")]
+    assert len(tables) == 2, "the section's time-mark and sweep-grid tables"
+    monkeypatch.chdir(ROOT)
+    assert cg_race_eval.main(command.split("#")[0].split()) == 0
+    printed = capsys.readouterr().out
+    for table in tables:
+        assert table in printed, f"docs/results.md table not printed by cg_race_eval.py {command}:\n{table}"

@@ -158,7 +158,9 @@ def markdown(rows: list[dict], grid: list[dict]) -> str:
               "ahead of every count |", "|---|---|---|---|---|"]
     for g in grid:
         acc = g["metric"] == "test_acc"
-        counts = ", ".join(f"CG {k[2:]}: {fmt(v, acc)}" for k, v in g.items() if k.startswith("cg"))
+        # The CSV holds every benchmark's counts as columns: a count this benchmark's sweep lacks is NaN.
+        counts = ", ".join(f"CG {k}: {fmt(v, acc)}" for k, v in sorted(
+            (int(k[2:]), v) for k, v in g.items() if k.startswith("cg") and not math.isnan(v)))
         lines.append(f"| {g['bench']} | {g['budget_s']:g} s | {fmt(g['race_seed1'], acc)} | {counts} | "
                      f"{'yes' if g['ahead_of_every_count'] else 'no'} |")
     return "\n".join(lines)

@@ -68,7 +68,8 @@ METHODS = ("SGN", "SGN-adapt", "SGD", "Adam")
 # SGN-adapt: adaptive CG with the cost-aware stop and no CG count given; the cap only bounds it
 # (a scan exits when CG stops, so a high cap costs nothing unless CG uses it).
 ADAPT_CAP = 50
-ADAPT_FLAGS = ["--cg_adapt", "True", "--cg_stop", "rate", "--cg_cost", "auto", "--cg_max_iter", str(ADAPT_CAP),
+ADAPT_FLAGS = ["--cg_adapt", "True", "--cg_stop", "rate", "--cg_cost", "auto", "--cg_budget", "ratio",
+               "--cg_max_iter", str(ADAPT_CAP),
                "--diagnostics"]  # the per-step record: CG iterations, budgets and the measured cost
 PHASES = ("sweep", "final", "regularised")
 # Issue #19's targets for SGN-adapt against the best fixed-count SGN: accuracy points, or a test-loss ratio.
