@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 __all__ = ["BLOCK_GROWTH", "CGRace", "HORIZON", "MIN_BLOCK_STEPS", "PROBE_FACTOR", "add_sample", "block_score",
            "log_loss", "neighbour_budget",
@@ -122,7 +123,7 @@ def log_loss(loss: float) -> float:
     loses), and losses floored at the smallest normal float."""
     if not math.isfinite(loss):
         return math.inf
-    return math.log(max(loss, 2.2250738585072014e-308))
+    return math.log(max(loss, sys.float_info.min))
 
 
 #: How far past its end a block's score looks, in block lengths.  0 (the mean level of the second

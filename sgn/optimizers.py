@@ -212,7 +212,7 @@ class SGNState:
     cg_budget: int = 0          #: CG_ADAPT: the next step's CG budget (0: not set yet, the cap)
     cg_cost: float = -1.0       #: CG_COST='auto': the measured cost besides CG (< 0: not measured yet)
     #: CG_BUDGET='race': the race (the fields of sgn.cg_race.CGRace; empty: not started), the current
-    #: block's step seconds so far, and the sum and count of its scored steps' log losses
+    #: block's step seconds so far, and its scored steps' sums (sgn.cg_race.add_sample)
     cg_race: tuple = ()
     race_seconds: float = 0.0
     race_sums: tuple = ()
@@ -893,6 +893,10 @@ class SGN(_Optimizer):
     def _rate_rule(hp: Mapping[str, Any]) -> bool:
         return bool(hp["CG_ADAPT"]) and hp["CG_STOP"] == "rate"
 
+    @staticmethod
+    def _race_rule(hp: Mapping[str, Any]) -> bool:
+        return bool(hp["CG_ADAPT"]) and hp["CG_BUDGET"] == "race"
+
     def _cg_cost(self) -> float:
         """The step's cost besides CG, in CG iterations, that CG_STOP='rate' uses now."""
         if self.hyper_par["CG_COST"] != "auto":
@@ -1084,7 +1088,7 @@ class SGN(_Optimizer):
         compile_before = self.compile_seconds
         if not hp["CG_ADAPT"]:
             n_cg = cap
-        elif hp["CG_BUDGET"] == "race":
+        elif self._race_rule(hp):
             n_cg = min(self._race_budget(), cap)
         else:
             n_cg = min(st.cg_budget or cap, cap)
@@ -1137,7 +1141,7 @@ class SGN(_Optimizer):
         st.step = t
         cg_iters, cg_residual = int(out.cg_iters), float(out.cg_residual)
         cg_stop = cg_stop_reason(cg_iters, n_cg, cg_residual, hp["CG_TOL"], bool(out.cg_progress))
-        if hp["CG_ADAPT"] and hp["CG_BUDGET"] == "ratio":
+        if hp["CG_ADAPT"] and not self._race_rule(hp):
             st.cg_budget = next_cg_budget(n_cg, hp["MAX_CG_ITERS"], ratio, cg_stop == "budget")
         if hp["CG_WARM"] > 0:
             st.direction = np.array(delta, dtype=dt)
@@ -1149,7 +1153,7 @@ class SGN(_Optimizer):
                   "seconds_products": seconds_products, "seconds_line_search": seconds_line_search,
                   "cg_warm": bool(out.cg_warm), "cg_cost": cg_cost}
         record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
-        if hp["CG_ADAPT"] and hp["CG_BUDGET"] == "race":
+        if self._race_rule(hp):
             # The block's clock: this step's time, less any compiling its first call did (Numba, JAX).
             self._race_record(loss, seconds_products + seconds_line_search + record["seconds_other"]
                               - (self.compile_seconds - compile_before))

@@ -79,9 +79,7 @@ def load_runs(root: str, bench: str, stem: str = "SGN-race_") -> list[dict]:
     out = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         path = os.path.join(folder, name, "results.json")
-        if not name.startswith(stem):
-            continue
-        if not os.path.isfile(path):
+        if not name.startswith(stem) or not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as fh:
             result = json.load(fh)
@@ -109,14 +107,9 @@ def summarise(root: str, study_dir: str, benches: list[str]) -> tuple[list[dict]
         budgets = [b for r in runs for b in r["budgets"]]
         late = [b for r in runs for b in r["budgets"][len(r["budgets"]) // 2:]]
         fixed_runs = load_runs(root, bench, config + "_s")
-
-        def at_mark(results: list[dict], mark: float) -> tuple[float, float]:
-            t = mark + plot.time_slack(mark)
-            return study._mean_sd([float("nan") if r["timeline"][-1].get("diverged")
-                                   else plot.value_at(r["timeline"], "seconds", t, key) for r in results])
         for mark in study.BENCHES[bench][3]:
-            mean, sd = at_mark(runs, mark)
-            fixed_mean, fixed_sd = at_mark(fixed_runs, mark) if fixed_runs else (math.nan, math.nan)
+            mean, sd = study._mean_sd(study.values_at_mark(runs, mark, key))
+            fixed_mean, fixed_sd = study._mean_sd(study.values_at_mark(fixed_runs, mark, key))
             stored = next(r for r in marks if r["bench"] == bench and r["method"] == "SGN" and r["mark_s"] == mark)
             gap = 100 * (mean - fixed_mean) if acc else mean / fixed_mean
             rows.append({"bench": bench, "mark_s": mark, "metric": key, "rho0": rho, "seeds": len(runs),
@@ -143,8 +136,7 @@ def summarise(root: str, study_dir: str, benches: list[str]) -> tuple[list[dict]
 
 
 def markdown(rows: list[dict], grid: list[dict]) -> str:
-    def fmt(v: float, acc: bool, sd: float = math.nan) -> str:
-        return study._fmt(v, acc, sd)
+    fmt = study._fmt
     lines = ["| benchmark | at | SGN, the study's best fixed count | (in the study) | SGN-race, no count | gap | "
              "target met | budget: mean, late median |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -334,6 +334,14 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return mean, (float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
 
 
+def values_at_mark(results: list[dict], mark: float, key: str) -> list[float]:
+    """Each run's ``key`` at the last record by time mark ``mark`` (as examples/plot.py's tables); NaN
+    for a run that diverged."""
+    t = mark + plot.time_slack(mark)
+    return [float("nan") if r["timeline"][-1].get("diverged") else plot.value_at(r["timeline"], "seconds", t, key)
+            for r in results]
+
+
 def time_to(timeline: list[dict], key: str, target: float) -> float:
     """Training seconds of the first record reaching ``target`` (acc ≥, loss ≤); NaN if never."""
     for rec in timeline:
@@ -361,9 +369,7 @@ def final_rows(root: str, benches: list[str]) -> tuple[list[dict], list[dict], l
                 common = {"bench": bench, "method": label, "config": name, "seeds": len(results)}
                 if phase == "final":
                     for mark in marks:
-                        t = mark + plot.time_slack(mark)
-                        at = [float("nan") if r["timeline"][-1].get("diverged")
-                              else plot.value_at(r["timeline"], "seconds", t, key) for r in results]
+                        at = values_at_mark(results, mark, key)
                         mean, sd = _mean_sd(at)
                         marks_out.append({**common, "mark_s": mark, "metric": key, "mean": mean, "sd": sd,
                                           "diverged": sum(math.isnan(v) for v in at)})
