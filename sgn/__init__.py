@@ -19,7 +19,7 @@ distributed
 from . import losses
 from ._validation import InvalidParameterError, UnknownParameterError
 from .checkpoint import CheckpointError
-from .optimizers import SGD, SGN, Adam, NonFiniteStepError
+from .optim import SGD, SGN, Adam, NonFiniteStepError
 
 __version__ = "0.4.0"
 

@@ -23,7 +23,7 @@ import pytensor.tensor as pt
 from pytensor.scan.utils import until
 from pytensor.tensor.variable import TensorVariable
 
-__all__ = ["cg_stop_reason", "CGResult", "conjugate_gradient", "marginal_rate_stop", "model_progress_stop"]
+__all__ = ["cg_stop_reason", "CGResult", "conjugate_gradient", "model_progress_stop"]
 
 
 class CGResult(NamedTuple):
@@ -33,7 +33,7 @@ class CGResult(NamedTuple):
     residual: TensorVariable  # shape (n,), r = A x + b at the returned x
     n_iter: TensorVariable  # int64 scalar, iterations actually run
     residual_norm: TensorVariable  # scalar, max |r| (infinity norm) at the returned x
-    progress_stop: TensorVariable  # bool scalar: the progress (or rate) test stopped the loop
+    progress_stop: TensorVariable  # bool scalar: the progress test stopped the loop
     warm: TensorVariable  # bool scalar: the loop started from the given x0 (not from 0)
 
 
@@ -66,45 +66,12 @@ def model_progress_stop(phi_now: TensorVariable, phi_window_ago: TensorVariable,
                    pt.lt(phi_window_ago - phi_now, window * eps * -phi_now))
 
 
-def marginal_rate_stop(phi_now: TensorVariable, phi_prev: TensorVariable, i: TensorVariable,
-                       cost: TensorVariable | float) -> TensorVariable:
-    """The cost-aware stop: the last iteration gained less per unit cost than the step's average.
-
-    A step that runs ``i`` CG iterations costs ``cost + i`` iterations' worth of time (``cost``:
-    the gradient, line search and bookkeeping, in CG iterations) and reduces the model by
-    ``−φ_i``.  The rate ``−φ_i / (cost + i)`` peaks where the marginal gain of an iteration
-    falls to the average one (the marginal value theorem), so stop at iteration ``i`` once
-    ``φ_i < 0`` and ``(φ_{i−1} − φ_i)(cost + i) < −φ_i``, which holds exactly when iteration ``i``
-    lowered the rate; its iterate is kept, having been paid for, and is the better model value.
-    That is Martens' test with a window of 1 and ``ε = 1 / (cost + i)``: a step whose fixed cost
-    is large (a small net, where per-call overhead dominates) runs CG longer than one whose
-    gradient costs about one iteration.
-
-    Parameters
-    ----------
-    phi_now, phi_prev : scalar TensorVariable, floatX
-        ``φ_i`` and ``φ_{i−1}`` (``φ_0 = 0`` from a cold start).
-    i : int scalar TensorVariable
-        Iterations run so far (1 after the first).
-    cost : float or scalar TensorVariable, >= 0
-        The step's cost besides its CG iterations, in CG iterations.
-
-    Returns
-    -------
-    bool scalar TensorVariable
-    """
-    cost = pt.cast(cost, phi_now.dtype)
-    return pt.and_(pt.and_(pt.ge(i, 1), pt.lt(phi_now, 0)),
-                   pt.lt((phi_prev - phi_now) * (cost + pt.cast(i, phi_now.dtype)), -phi_now))
-
-
 def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: TensorVariable,
                        max_iter: TensorVariable | int, tol: TensorVariable | float = 0.0,
                        precond: TensorVariable | None = None, static_steps: int | None = None,
                        x0: TensorVariable | None = None, x0_product: TensorVariable | None = None,
-                       progress: tuple[int, TensorVariable | float] | None = None,
-                       rate_cost: TensorVariable | float | None = None) -> CGResult:
-    """Build the graph of preconditioned CG for ``A x = -b`` started from ``x = 0``.
+                       progress: tuple[int, TensorVariable | float] | None = None) -> CGResult:
+    """Build the graph of preconditioned CG for ``A x = -b``, started from ``x = 0`` or a warm ``x0``.
 
     Parameters
     ----------
@@ -142,15 +109,12 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
     progress : (window, eps), optional
         Also stop on Martens' relative model progress (:func:`model_progress_stop`), with
         ``φ_i = ½ x_iᵀ(r_i + b)`` from quantities CG already has: no extra ``matvec``.
-    rate_cost : float or scalar TensorVariable, optional
-        Instead, stop on the cost-aware test (:func:`marginal_rate_stop`) with this cost of the
-        step besides CG, in CG iterations; also without an extra ``matvec``.  Not with ``progress``.
 
     Returns
     -------
     CGResult
-        Symbolic ``x``, the final residual, the number of iterations run and
-        the residual's infinity norm.
+        Symbolic ``x``, the final residual, the number of iterations run, the residual's
+        infinity norm, whether the progress test stopped the loop and whether it started warm.
 
     Notes
     -----
@@ -182,17 +146,10 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         warm = pt.lt(0.5 * pt.dot(x0, r0 + b), zero)  # a start worse than x = 0 is dropped
         x_init, r_init = pt.switch(warm, x0, pt.zeros_like(b)), pt.switch(warm, r0, b)
     y0 = apply_precond(r_init)
-    if progress is not None and rate_cost is not None:
-        raise ValueError("give at most one of progress= and rate_cost=")
     window = None if progress is None else int(progress[0])
     if window is not None and window < 1:
         raise ValueError(f"progress window must be >= 1, got {window}")
-    if rate_cost is not None:
-        window = 1  # the rate test compares φ_i with φ_{i-1}
-
-        def stop_test(phi, phi_ago, i):
-            return marginal_rate_stop(phi, phi_ago, i, rate_cost)
-    elif progress is not None:
+    if progress is not None:
         def stop_test(phi, phi_ago, i):
             return model_progress_stop(phi, phi_ago, i, window, progress[1])
 

@@ -445,7 +445,7 @@ class _BaseSGN(BaseEstimator):
             trainer.net.theta.set_value(self.theta_.copy())
             trainer.opt.reset(hp)
             if self._optimizer_state is not None:
-                _restore_state(trainer.opt.state, self._optimizer_state)
+                _restore_state(trainer.opt, self._optimizer_state)
             try:
                 with warnings.catch_warnings():
                     # JAX's notice, at its first call, that PyTensor's shape assertions are not traced
@@ -454,7 +454,7 @@ class _BaseSGN(BaseEstimator):
                                  1 if incremental else self.max_iter, incremental)
             finally:  # keep what was trained, even after an interrupt
                 self.theta_ = np.array(trainer.net.theta.get_value(), dtype=self.dtype)
-                self._optimizer_state = _saved_state(trainer.opt.state)
+                self._optimizer_state = _saved_state(trainer.opt)
             if self.early_stopping and not incremental and getattr(self, "_best_theta", None) is not None:
                 self.theta_ = self._best_theta  # the best epoch on the validation split, as scikit-learn
         self._best_theta = None
@@ -515,20 +515,24 @@ class _BaseSGN(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = False
+        # backend="auto" picks JAX or C by what the compile cache holds (_resolve_backend), and the two
+        # round differently: two fits with one seed may differ then.  A named backend is deterministic.
+        tags.non_deterministic = self.backend == "auto"
         return tags
 
 
-def _saved_state(state: Any) -> dict[str, Any]:
-    """The optimizer state without its per-step history (arrays copied): what a later partial_fit resumes."""
-    return {f.name: (np.array(getattr(state, f.name)) if isinstance(getattr(state, f.name), np.ndarray)
-                     else getattr(state, f.name))
-            for f in dataclasses.fields(state) if f.name != "history"}
+def _saved_state(opt: Any) -> dict[str, Any]:
+    """The optimizer's state (arrays copied) and its rules' immutable states: what a later partial_fit resumes."""
+    state = {f.name: (np.array(getattr(opt.state, f.name)) if isinstance(getattr(opt.state, f.name), np.ndarray)
+                      else getattr(opt.state, f.name)) for f in dataclasses.fields(opt.state)}
+    return {"state": state, "rule_states": dict(getattr(opt, "rule_states", {}))}
 
 
-def _restore_state(state: Any, saved: dict[str, Any]) -> None:
-    for name, value in saved.items():
-        setattr(state, name, np.array(value) if isinstance(value, np.ndarray) else value)
+def _restore_state(opt: Any, saved: dict[str, Any]) -> None:
+    for name, value in saved["state"].items():
+        setattr(opt.state, name, np.array(value) if isinstance(value, np.ndarray) else value)
+    if saved["rule_states"]:
+        opt.rule_states = dict(saved["rule_states"])
 
 
 class SGNClassifier(ClassifierMixin, _BaseSGN):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validation import InvalidParameterError
 from .checkpoint import atomic_write_bytes, jsonable
-from .optimizers import CG_BUDGET_RULES, CG_STOP_RULES, SGN_DEFAULTS, TR_RATIOS
+from .optim.sgn_hyper_par import CG_BUDGET_RULES, CG_STOP_RULES, REMOVED, SGN_DEFAULTS, TR_RATIOS
 from .results import step_damping_stats
 
 __all__ = ["str2bool", "add_common_arguments", "sgn_hyper_par", "sgd_hyper_par", "adam_hyper_par", "run_experiment",
@@ -68,17 +68,22 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def _cg_cost(text: str) -> str | float:
-    """``--cg_cost``: 'auto' or a number >= 0."""
-    if text == "auto":
+def _removed_flag(flag: str, key: tuple) -> Callable[[str], Any]:
+    """A flag (or flag value) removed in 0.5.0: an argparse error that says what to use instead."""
+    def refuse(text: str) -> Any:
+        raise argparse.ArgumentTypeError(f"{flag} {REMOVED[key]}")
+    return refuse
+
+
+def _choice_or_removed(flag: str, key: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """One of ``choices``; a value removed in 0.5.0 gets the message naming its replacement."""
+    def parse(text: str) -> str:
+        if (key, text) in REMOVED:
+            raise argparse.ArgumentTypeError(f"{flag} {text}: {REMOVED[(key, text)]}")
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(choices)})")
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}")
-    return value
+    return parse
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) -> None:
@@ -109,21 +114,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_adapt", type=str2bool, default=None,
       help="CG_ADAPT: SGN picks its own CG budget (--cg_budget, --cg_stop; cap: --cg_max_iter). Default: on "
            "when no --cg_max_iter is given (one process; data-parallel runs keep a fixed count), off otherwise")
-    a("--cg_window", type=_positive(int), default=SGN_DEFAULTS["CG_WINDOW"], help="CG_WINDOW (with --cg_adapt)")
+    a("--cg_window", type=_positive(int), default=SGN_DEFAULTS["CG_WINDOW"],
+      help="CG_WINDOW (with --cg_stop progress)")
     a("--cg_progress_tol", type=float, default=SGN_DEFAULTS["CG_PROGRESS_TOL"],
-      help="CG_PROGRESS_TOL (with --cg_adapt)")
-    a("--cg_stop", choices=CG_STOP_RULES, default=SGN_DEFAULTS["CG_STOP"],
-      help="CG_STOP (with --cg_adapt): 'progress' (Martens' relative progress), 'rate' (cost-aware) or "
-           "'budget' (CG runs its budget)")
-    a("--cg_budget", choices=CG_BUDGET_RULES, default=SGN_DEFAULTS["CG_BUDGET"],
-      help="CG_BUDGET (with --cg_adapt): the budget rule, 'ratio' (from the reduction ratio) or 'race' "
-           "(budgets raced on measured progress per second)")
+      help="CG_PROGRESS_TOL (with --cg_stop progress)")
+    a("--cg_stop", type=_choice_or_removed("--cg_stop", "CG_STOP", CG_STOP_RULES), default=SGN_DEFAULTS["CG_STOP"],
+      help="CG_STOP: 'budget' (CG runs its budget) or 'progress' (Martens' relative progress)")
+    a("--cg_budget", type=_choice_or_removed("--cg_budget", "CG_BUDGET", CG_BUDGET_RULES),
+      default=SGN_DEFAULTS["CG_BUDGET"],
+      help="CG_BUDGET (with --cg_adapt): the budget rule, 'race' (budgets raced on measured progress per second)")
     a("--cg_race_start", type=_positive(int), default=SGN_DEFAULTS["CG_RACE_START"],
       help="CG_RACE_START (with --cg_budget race): the first budget")
     a("--cg_race_block", type=_positive(float), default=SGN_DEFAULTS["CG_RACE_BLOCK"],
       help="CG_RACE_BLOCK (with --cg_budget race): seconds of the first block")
-    a("--cg_cost", type=_cg_cost, default=SGN_DEFAULTS["CG_COST"],
-      help="CG_COST (with --cg_stop rate): a step's cost besides CG in CG iterations, or 'auto' (measured)")
+    a("--cg_cost", type=_removed_flag("--cg_cost", ("CG_COST", None)), default=None, help=argparse.SUPPRESS)
     a("--cg_warm", type=float, default=SGN_DEFAULTS["CG_WARM"],
       help="CG_WARM: start CG from this times the previous direction (0: from 0)")
     a("--curv_batch", type=float, default=SGN_DEFAULTS["CURV_BATCH"],
@@ -193,7 +197,7 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
           "CG_PROGRESS_TOL": args.cg_progress_tol, "CG_WARM": args.cg_warm, "CURV_BATCH": args.curv_batch,
-          "CG_STOP": args.cg_stop, "CG_COST": args.cg_cost, "CG_BUDGET": args.cg_budget,
+          "CG_STOP": args.cg_stop, "CG_BUDGET": args.cg_budget,
           "CG_RACE_START": args.cg_race_start, "CG_RACE_BLOCK": args.cg_race_block,
           "PRINT_LEVEL": 0}
     if getattr(args, "weight_decay", 0.0):

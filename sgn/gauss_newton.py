@@ -56,12 +56,10 @@ def gauss_newton_product(out: Variable, theta: Variable, loss: Variable, v: Vari
         The vector to multiply.
     loss_grad_out : TensorVariable of shape (B, d_out), optional
         ``∂L/∂z`` if the caller already built it (lets graphs share it).
-    forward : {"pullback", "direct"}
-        How ``J v`` is built.  ``"pullback"``: PyTensor's default ``pushforward``, two
-        pullbacks (Towns 2017), which works on every graph that has a gradient.
-        ``"direct"``: each Op's own forward-mode rule (``Op.pushforward``), one pass
-        like a forward evaluation; every Op between ``theta`` and ``out`` must have one
-        (the convolution and pooling Ops of :mod:`sgn.conv` do).
+    forward : {"pullback"}
+        How ``J v`` is built: PyTensor's default ``pushforward``, two pullbacks (Towns 2017),
+        which works on every graph that has a gradient.  ``"direct"`` (each Op's own
+        forward-mode rule) was removed in 0.5.0: it measured no faster (docs/performance.md).
 
     Returns
     -------
@@ -77,8 +75,11 @@ def gauss_newton_product(out: Variable, theta: Variable, loss: Variable, v: Vari
     """
     if loss_grad_out is None:
         loss_grad_out = output_loss_gradient(loss, out)
-    if forward not in ("pullback", "direct"):
-        raise ValueError(f"forward must be 'pullback' or 'direct', got {forward!r}")
-    jv = pushforward(out, theta, v, use_op_pushforward=forward == "direct")
+    if forward == "direct":
+        raise ValueError("forward='direct' was removed in sgn 0.5.0: the Ops' own forward-mode rules measured no "
+                         "faster than two pullbacks (docs/performance.md). Use forward='pullback' (the default).")
+    if forward != "pullback":
+        raise ValueError(f"forward must be 'pullback', got {forward!r}")
+    jv = pushforward(out, theta, v)
     hjv = pullback(loss_grad_out, out, jv)
     return pullback(out, theta, hjv)

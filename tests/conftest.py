@@ -271,7 +271,7 @@ def _python_implementations(request, monkeypatch):
         return fast if mode is None or (isinstance(mode, str) and mode.lower() == "c") else real(mode, conv=conv)
 
     # The optimizers hold their own reference; the models' forward functions look it up in sgn.backends.
-    monkeypatch.setattr(sgn.optimizers, "resolve_mode", resolve)
+    monkeypatch.setattr(sgn.optim.base, "resolve_mode", resolve)
     monkeypatch.setattr(sgn.backends, "resolve_mode", resolve)
     with pytensor.config.change_flags(mode="FAST_COMPILE"):
         yield

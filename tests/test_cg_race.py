@@ -157,12 +157,13 @@ def test_sgn_follows_the_race_block_by_block_and_restores_it(tiny_problem, tmp_p
     opt.save(tmp_path / "c.npz")
     resumed = SGN(p.X, p.y, p.net, p.loss, hp)
     resumed.load(tmp_path / "c.npz")
-    assert resumed.state.cg_race == pytest.approx(opt.state.cg_race, nan_ok=True)
-    assert resumed.state.race_sums == pytest.approx(opt.state.race_sums)
-    assert resumed.state.race_seconds == opt.state.race_seconds
+    saved, restored = opt.rule_states["budget"], resumed.rule_states["budget"]
+    assert restored.race == pytest.approx(saved.race, nan_ok=True)
+    assert restored.sums == pytest.approx(saved.sums)
+    assert restored.seconds == saved.seconds
     resumed.step(*batches[-1])
     assert resumed.history["max_cg_iters"][-1] == race.trial
-    assert dataclasses.astuple(race) == pytest.approx(resumed.state.cg_race, nan_ok=True)
+    assert dataclasses.astuple(race) == pytest.approx(resumed.rule_states["budget"].race, nan_ok=True)
 
 
 @pytest.mark.parametrize("key, value", [("CG_BUDGET", "auto"), ("CG_RACE_START", 0), ("CG_RACE_BLOCK", 0.0),

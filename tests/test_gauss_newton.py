@@ -77,35 +77,10 @@ def test_gn_vector_product_rejects_bad_vector(tiny_problem):
         opt.gn_vector_product(p.xb, p.yb, np.full(p.net.n_params, np.nan))
 
 
-@pytest.mark.parametrize("net_kind", ["mlp", "conv"])
-def test_direct_forward_mode_matches_the_double_pullback(net_kind):
-    # forward="direct" uses each Op's own pushforward rule (the conv and pooling Ops define
-    # theirs); it must give the same G·v as PyTensor's double-pullback default.
-    from sgn import losses
-    from sgn.models import mlp, vgg
-
-    rng = np.random.default_rng(4)
-    y = pt.ivector("y")
-    if net_kind == "mlp":
-        X = pt.matrix("X")
-        net = mlp(X, y, 5, 3, {"hs": [6, 4]}, seed=0)
-        x = rng.normal(size=(7, 5))
-    else:
-        X = pt.tensor4("X")
-        conv = {"layer0": {"type": "CONV", "num_filters": 3, "filter_size": 3, "padding": 1, "stride": 2},
-                "layer1": {"type": "ACT", "activation": "relu"},
-                "layer2": {"type": "POOL", "pool_size": 2, "stride": 1}}
-        net = vgg(X, y, (2, 9, 9), 3, conv, {"layer0": {"type": "FC", "output_size": 4, "activation": "sigmoid"}},
-                  seed=0)
-        x = rng.normal(size=(7, 2, 9, 9))
-    yb = rng.integers(0, 3, 7).astype("int32")
-    loss = losses.softmax_cross_entropy(net.out_sym, y)
-    v = pt.vector("v")
-    f = pytensor.function([X, y, v], [gauss_newton_product(net.out_sym, net.theta, loss, v, forward=kind)
-                                      for kind in ("pullback", "direct")])
-    for _ in range(3):
-        vb = rng.normal(size=net.N_par)
-        a, b = f(x, yb, vb)
-        assert _rel_err(b, a) < 1e-12
+def test_removed_direct_forward_mode_names_the_default(tiny_problem):
+    p = tiny_problem("classification")
+    v = pt.vector("v", dtype=p.net.theta.dtype)
+    with pytest.raises(ValueError, match=r"removed in sgn 0.5.0.*forward='pullback'"):
+        gauss_newton_product(p.net.out_sym, p.net.theta, p.loss, v, forward="direct")
     with pytest.raises(ValueError, match="forward must be"):
-        gauss_newton_product(net.out_sym, net.theta, loss, v, forward="jvp")
+        gauss_newton_product(p.net.out_sym, p.net.theta, p.loss, v, forward="jvp")
