@@ -21,7 +21,7 @@ from ._validation import InvalidParameterError, UnknownParameterError
 from .checkpoint import CheckpointError
 from .optim import SGD, SGN, Adam, NonFiniteStepError
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["SGN", "SGD", "Adam", "NonFiniteStepError", "CheckpointError", "InvalidParameterError",
            "UnknownParameterError", "losses", "__version__"]

@@ -29,13 +29,31 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
+    _register_reshape()
+    _register_conv()
+    _register_pool()
+    _REGISTERED = True
+
+
+def window(a, i, j, s, Ho, Wo):
+    """a[:, i + s*oh, j + s*ow, :] for every output pixel (oh, ow)."""
+    # a[:, i + s*oh, j + s*ow, :] for every output pixel (oh, ow)
+    return a[:, i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :]
+
+
+def pooled_windows(x, q, s):
+    from .conv import conv_output_size
+    B, H, W, C = x.shape
+    Ho, Wo = conv_output_size(H, q, s, 0), conv_output_size(W, q, s, 0)
+    return [window(x, i, j, s, Ho, Wo) for i in range(q) for j in range(q)], Ho, Wo
+
+
+def _register_reshape() -> None:
     import jax.numpy as jnp
     from pytensor.graph.basic import Constant
     from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.link.jax.dispatch.shape import jax_funcify_Reshape as pytensor_reshape
     from pytensor.tensor.shape import Reshape
-
-    from .conv import Col2Im, Im2Col, MaxPool2D, MaxPoolGather, MaxPoolScatter, conv_output_size
 
     @jax_funcify.register(Reshape)
     def _reshape(op, node, **kwargs):
@@ -52,9 +70,13 @@ def register() -> None:
             return reshape
         return pytensor_reshape(op, node, **kwargs)
 
-    def window(a, i, j, s, Ho, Wo):
-        # a[:, i + s*oh, j + s*ow, :] for every output pixel (oh, ow)
-        return a[:, i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :]
+
+def _register_conv() -> None:
+    """The convolution's patch Ops, Im2Col and Col2Im."""
+    import jax.numpy as jnp
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    from .conv import Col2Im, Im2Col, conv_output_size
 
     @jax_funcify.register(Im2Col)
     def _im2col(op, node, **kwargs):
@@ -86,10 +108,13 @@ def register() -> None:
             return out[:, p:p + H, p:p + W, :]
         return col2im
 
-    def pooled_windows(x, q, s):
-        B, H, W, C = x.shape
-        Ho, Wo = conv_output_size(H, q, s, 0), conv_output_size(W, q, s, 0)
-        return [window(x, i, j, s, Ho, Wo) for i in range(q) for j in range(q)], Ho, Wo
+
+def _register_pool() -> None:
+    """Max pooling and its two gradient Ops."""
+    import jax.numpy as jnp
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    from .conv import MaxPool2D, MaxPoolGather, MaxPoolScatter
 
     @jax_funcify.register(MaxPool2D)
     def _maxpool(op, node, **kwargs):
@@ -127,5 +152,3 @@ def register() -> None:
                 out = out + jnp.where(idx == k, w, 0)
             return out
         return gather
-
-    _REGISTERED = True

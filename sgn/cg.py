@@ -131,32 +131,48 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
     the loop, instead of dividing by zero.
     """
     b = pt.as_tensor_variable(b)
-    dtype = b.dtype
-    zero = pt.constant(0, dtype=dtype)
-    tol = pt.cast(tol, dtype)
+    tol = pt.cast(tol, b.dtype)
+    x_init, r_init, warm = _start(matvec, b, x0, x0_product)
+    step_fn, init = _iteration(matvec, b, precond, tol, progress, x_init, r_init)
+    init_done = init[4]
+    x, r, prog, n_run = _loop(step_fn, init, max_iter, static_steps, progress is not None)
+    # An already-converged start (|r0| <= tol) must not move: the first iteration would
+    # otherwise still take one step.
+    x = pt.switch(init_done, x_init, x)
+    r = pt.switch(init_done, r_init, r)
+    n_iter = pt.switch(init_done, 0, n_run)
+    prog = pt.and_(prog, pt.eq(init_done, 0))
+    return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)), progress_stop=prog,
+                    warm=warm)
+
+
+def _start(matvec: Callable, b: TensorVariable, x0: TensorVariable | None,
+           x0_product: TensorVariable | None) -> tuple[TensorVariable, TensorVariable, TensorVariable]:
+    """CG's start ``(x, r = A x + b, warm)``: 0, or ``x0`` when its model value is below 0's."""
+    if x0 is None:
+        return pt.zeros_like(b), b, pt.as_tensor_variable(np.bool_(False))
+    x0 = pt.as_tensor_variable(x0)
+    r0 = (matvec(x0) if x0_product is None else x0_product) + b
+    warm = pt.lt(0.5 * pt.dot(x0, r0 + b), pt.constant(0, dtype=b.dtype))  # a start worse than x = 0 is dropped
+    return pt.switch(warm, x0, pt.zeros_like(b)), pt.switch(warm, r0, b), warm
+
+
+def _iteration(matvec: Callable, b: TensorVariable, precond: TensorVariable | None, tol: TensorVariable,
+               progress: tuple | None, x_init: TensorVariable, r_init: TensorVariable) -> tuple[Callable, list]:
+    """One CG iteration as a function of the loop state, and the state before the first.
+
+    The state is ``(x, r, p, rᵀy, done)``, and with ``progress`` also the last ``window`` model values,
+    the iteration count and whether the progress test fired.
+    """
+    zero = pt.constant(0, dtype=b.dtype)
 
     def apply_precond(r: TensorVariable) -> TensorVariable:
         return r if precond is None else precond * r
 
-    if x0 is None:
-        x_init, r_init, warm = pt.zeros_like(b), b, pt.as_tensor_variable(np.bool_(False))
-    else:
-        x0 = pt.as_tensor_variable(x0)
-        r0 = (matvec(x0) if x0_product is None else x0_product) + b
-        warm = pt.lt(0.5 * pt.dot(x0, r0 + b), zero)  # a start worse than x = 0 is dropped
-        x_init, r_init = pt.switch(warm, x0, pt.zeros_like(b)), pt.switch(warm, r0, b)
-    y0 = apply_precond(r_init)
-    window = None if progress is None else int(progress[0])
-    if window is not None and window < 1:
-        raise ValueError(f"progress window must be >= 1, got {window}")
-    if progress is not None:
-        def stop_test(phi, phi_ago, i):
-            return model_progress_stop(phi, phi_ago, i, window, progress[1])
-
     def model_value(x, r):
         return 0.5 * pt.dot(x, r + b)
 
-    def iterate(x, r, p, ry):
+    def iterate(x, r, p, ry, done=None):
         Ap = matvec(p)
         pAp = pt.dot(p, Ap)
         usable = pt.and_(pt.gt(pAp, zero), pt.gt(ry, zero))
@@ -170,24 +186,35 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         done_new = pt.or_(pt.le(pt.max(pt.abs(r_new)), tol), pt.eq(usable, 0))
         return x_new, r_new, p_new, ry_new, done_new
 
+    y0 = apply_precond(r_init)
+    init = [x_init, r_init, -y0, pt.dot(r_init, y0), pt.le(pt.max(pt.abs(r_init)), tol)]
+    if progress is None:
+        return iterate, init
+    window = int(progress[0])
+    if window < 1:
+        raise ValueError(f"progress window must be >= 1, got {window}")
+
     def with_progress(x, r, p, ry, done, phis, i, prog):
         # phis holds φ_{i-window} .. φ_{i-1}; the test compares φ_i with the oldest.
         x_new, r_new, p_new, ry_new, done_new = iterate(x, r, p, ry)
         i_new = i + 1
         phi = model_value(x_new, r_new)
-        prog_new = stop_test(phi, phis[0], i_new)
+        prog_new = model_progress_stop(phi, phis[0], i_new, window, progress[1])
         phis_new = pt.concatenate([phis[1:], pt.shape_padleft(phi)])
         return x_new, r_new, p_new, ry_new, pt.or_(done_new, prog_new), phis_new, i_new, prog_new
 
-    init_done = pt.le(pt.max(pt.abs(r_init)), tol)
-    init = [x_init, r_init, -y0, pt.dot(r_init, y0), init_done]
-    if window is not None:
-        phi0 = model_value(x_init, r_init)
-        init += [pt.alloc(phi0, window), pt.constant(0, dtype="int64"), pt.as_tensor_variable(np.bool_(False))]
-    def plain(x, r, p, ry, done):
-        return iterate(x, r, p, ry)
+    phi0 = model_value(x_init, r_init)
+    init += [pt.alloc(phi0, window), pt.constant(0, dtype="int64"), pt.as_tensor_variable(np.bool_(False))]
+    return with_progress, init
 
-    step_fn = plain if window is None else with_progress
+
+def _loop(step_fn: Callable, init: list, max_iter: TensorVariable | int, static_steps: int | None,
+          has_progress: bool) -> tuple[TensorVariable, TensorVariable, TensorVariable, TensorVariable]:
+    """Run ``step_fn`` from ``init`` as a ``scan`` that exits when done, or unrolled ``static_steps`` times.
+
+    Returns the last ``x``, ``r``, whether the progress test fired, and the iterations run.
+    """
+    no = pt.as_tensor_variable(np.bool_(False))
     n_state = len(init)
     if static_steps is None:
         def body(*state):
@@ -197,35 +224,23 @@ def conjugate_gradient(matvec: Callable[[TensorVariable], TensorVariable], b: Te
         outputs = pytensor.scan(body, outputs_info=init, n_steps=max_iter, name="conjugate_gradient",
                                 return_updates=False)
         xs, rs = outputs[0], outputs[1]
-        x, r = xs[-1], rs[-1]
-        prog = outputs[-1][-1] if window is not None else pt.as_tensor_variable(np.bool_(False))
-        n_run = xs.shape[0]
-    else:
-        if int(static_steps) < 1:
-            raise ValueError(f"static_steps must be >= 1, got {static_steps}")
-        max_iter_t = pt.as_tensor_variable(max_iter)
-        # Unrolled rather than a scan: JAX's scan needs static shapes inside the loop body,
-        # which the products' reshapes do not have once they are scan inputs, and on the C
-        # and Numba backends a short unrolled loop saves the scan's fixed per-call cost.
-        # PyTensor's merge rewrite computes the forward quantities shared by all copies once.
-        state = list(init)
-        n_run = pt.constant(0, dtype="int64")
-        for k in range(int(static_steps)):
-            # Once done (or past max_iter) every state passes through unchanged.
-            active = pt.and_(pt.lt(k, max_iter_t), pt.eq(state[4], 0))
-            new = step_fn(*state)
-            state = [pt.switch(active, a, b_) for a, b_ in zip(new, state)]
-            n_run = n_run + pt.cast(active, "int64")
-        x, r = state[0], state[1]
-        prog = state[-1] if window is not None else pt.as_tensor_variable(np.bool_(False))
-    # An already-converged start (|r0| <= tol) must not move: the first iteration would
-    # otherwise still take one step.
-    x = pt.switch(init_done, x_init, x)
-    r = pt.switch(init_done, r_init, r)
-    n_iter = pt.switch(init_done, 0, n_run)
-    prog = pt.and_(prog, pt.eq(init_done, 0))
-    return CGResult(x=x, residual=r, n_iter=n_iter, residual_norm=pt.max(pt.abs(r)), progress_stop=prog,
-                    warm=warm)
+        return xs[-1], rs[-1], outputs[-1][-1] if has_progress else no, xs.shape[0]
+    if int(static_steps) < 1:
+        raise ValueError(f"static_steps must be >= 1, got {static_steps}")
+    max_iter_t = pt.as_tensor_variable(max_iter)
+    # Unrolled rather than a scan: JAX's scan needs static shapes inside the loop body,
+    # which the products' reshapes do not have once they are scan inputs, and on the C
+    # and Numba backends a short unrolled loop saves the scan's fixed per-call cost.
+    # PyTensor's merge rewrite computes the forward quantities shared by all copies once.
+    state = list(init)
+    n_run = pt.constant(0, dtype="int64")
+    for k in range(int(static_steps)):
+        # Once done (or past max_iter) every state passes through unchanged.
+        active = pt.and_(pt.lt(k, max_iter_t), pt.eq(state[4], 0))
+        new = step_fn(*state)
+        state = [pt.switch(active, a, b_) for a, b_ in zip(new, state)]
+        n_run = n_run + pt.cast(active, "int64")
+    return state[0], state[1], state[-1] if has_progress else no, n_run
 
 
 def cg_stop_reason(n_iter: int, max_iter: int, residual_norm: float, tol: float, progress: bool = False) -> str:

@@ -95,7 +95,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--batch_size", type=_positive(int), default=1000)
     a("--seed", type=int, default=12, help="seeds the data order, and the initialisation unless --init_seed")
     a("--verbose", type=int, default=1, help="0: no progress bar")
-    # SGN
+    _add_sgn_arguments(a)
+    _add_first_order_arguments(a)
+    _add_run_arguments(a, inits)
+
+
+def _add_sgn_arguments(a: Callable[..., Any]) -> None:
+    """SGN's flags (the original package's, then ours)."""
     a("--rho", type=float, default=1e-3, help="DAMP_RHO (the paper's runs: 1e-4)")
     a("--rho_min", type=float, default=1e-6, help="DAMP_RHO_MIN")
     a("--beta", type=float, default=0.0, help="BETA")
@@ -108,7 +114,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--cg_max_iter", type=_positive(int), default=None,
       help=f"MAX_CG_ITERS: the CG count (giving one turns --cg_adapt off unless it is given too), or the cap "
            f"under --cg_adapt (default: {FIXED_CG_ITERS} fixed, {ADAPT_CG_CAP} adaptive)")
-    a("--cg_min_iter", type=_positive(int), default=None, help="MIN_CG_ITERS (default: cg_max_iter)")
+    a("--cg_min_iter", type=_positive(int), default=None,
+      help="MIN_CG_ITERS (default: cg_max_iter; fixed counts only: under --cg_adapt the race sets every budget)")
     a("--K_cg", type=_positive(int), default=10, help="K_CG")
     a("--alpha_exp", type=float, default=1.0, help="ALPHA_EXP")
     a("--cg_adapt", type=str2bool, default=None,
@@ -133,7 +140,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--curv_batch", type=float, default=SGN_DEFAULTS["CURV_BATCH"],
       help="CURV_BATCH: fraction of the mini-batch on which G v is computed")
     a("--K", type=_positive(int), default=1000, help="K of the rho / learning-rate schedules")
-    # SGD
+
+
+def _add_first_order_arguments(a: Callable[..., Any]) -> None:
+    """SGD's and Adam's flags."""
     a("--lr", type=float, default=0.001, help="LR0")
     a("--mom", type=float, default=0.0, help="MOMENTUM")
     a("--scheduler", choices=["const", "linear", "cos", "step"], default="const")
@@ -145,9 +155,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, inits: Sequence[str]) 
     a("--beta2", type=float, default=0.999, help="Adam's BETA2")
     a("--eps", type=float, default=1e-8, help="Adam's EPS")
     a("--decoupled", type=str2bool, default=False, help="Adam: AdamW's decoupled weight decay")
-    # every solver
+
+
+def _add_run_arguments(a: Callable[..., Any], inits: Sequence[str]) -> None:
+    """Every solver's flags: weight decay, time budget, evaluation, checkpoints, output."""
     a("--weight_decay", type=float, default=0.0, help="WEIGHT_DECAY: L2 penalty lambda/2 |W|^2 on the weights")
-    # ours
     a("--time_budget", type=_positive(float), default=None,
       help="stop after this many seconds of training (evaluation not counted)")
     a("--eval_every", type=float, default=5.0,
@@ -192,7 +204,9 @@ def resolve_cg_flags(args: argparse.Namespace, world_size: int = 1) -> None:
 def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     """SGN hyperparameters from the flags (PRINT_LEVEL 0: the progress bar reports)."""
     resolve_cg_flags(args)
-    hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": args.cg_min_iter or args.cg_max_iter,
+    # The warm-up count belongs to the fixed budget: the race sets every budget from the first step.
+    min_iters = args.cg_max_iter if args.cg_adapt else (args.cg_min_iter or args.cg_max_iter)
+    hp = {"MAX_CG_ITERS": args.cg_max_iter, "MIN_CG_ITERS": min_iters,
           "K_CG": args.K_cg, "TR": args.TR, "TR_RATIO": args.TR_ratio, "LS": args.LS, "CG_PREC": args.cg_prec,
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
@@ -289,7 +303,6 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     import pytensor.tensor as pt
 
     from .distributed import world_from_environment
-    from .optimizers import SGD, SGN, Adam
     from .training import fit
 
     if args.early_stopping is not None and not args.val_fraction:
@@ -306,15 +319,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     X = pt.matrix("X") if x_dims == 2 else pt.tensor4("X")
     y_hat = pt.ivector("y") if data.y_train.ndim == 1 else pt.matrix("y")
     net, loss = build(X, y_hat)
-    if args.solver == "SGN":
-        hyper = sgn_hyper_par(args)
-        opt = SGN(X, y_hat, net, loss, hyper, comm=comm)
-    elif args.solver == "Adam":
-        hyper = adam_hyper_par(args)
-        opt = Adam(X, y_hat, net, loss, hyper, comm=comm)
-    else:
-        hyper = sgd_hyper_par(args)
-        opt = SGD(X, y_hat, net, loss, hyper, comm=comm)
+    opt, hyper = _optimizer(args, X, y_hat, net, loss, comm)
     blas_threads = _threads_per_rank(comm) if comm is not None else None
     diagnostics = None
     if getattr(args, "diagnostics", False) and args.solver == "SGN" and rank == 0:
@@ -341,13 +346,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     if rank != 0:  # rank 0 writes and reports; every rank returns the same result
         return {"config": config, "timeline": timeline, "final": timeline[-1]}
     result = {"config": config, "timeline": timeline, "final": timeline[-1]}
-    if args.solver == "SGN":
-        result["damping"] = step_damping_stats(opt.history["rho"], opt.history["alpha"], hyper["DAMP_RHO_MIN"])
-        if getattr(args, "per_step", False):
-            result["rho"] = [float(r) for r in opt.history["rho"]]
-            result["alpha"] = [float(a) for a in opt.history["alpha"]]
-    text = results_json_text(result)
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
+    _write_results(path, result, args, opt, hyper)
     final = timeline[-1]
     if (args.time_budget is not None and final["seconds"] < args.time_budget and not final.get("diverged")):
         # The original scripts' --epochs default is 1: a budget alone would end after one epoch unannounced.
@@ -355,6 +354,30 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
               f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",
               file=sys.stderr)
     return result
+
+
+def _optimizer(args: argparse.Namespace, X: Any, y_hat: Any, net: Any, loss: Any, comm: Any) -> tuple[Any, dict]:
+    """The optimizer the flags ask for, and its hyperparameters."""
+    from .optim import SGD, SGN, Adam
+    if args.solver == "SGN":
+        hyper = sgn_hyper_par(args)
+        return SGN(X, y_hat, net, loss, hyper, comm=comm), hyper
+    if args.solver == "Adam":
+        hyper = adam_hyper_par(args)
+        return Adam(X, y_hat, net, loss, hyper, comm=comm), hyper
+    hyper = sgd_hyper_par(args)
+    return SGD(X, y_hat, net, loss, hyper, comm=comm), hyper
+
+
+def _write_results(path: str, result: dict[str, Any], args: argparse.Namespace, opt: Any, hyper: dict) -> None:
+    """``results.json``, atomically; SGN's runs add the damping summary (and, with --per_step, ρ and α per step)."""
+    if args.solver == "SGN":
+        result["damping"] = step_damping_stats(opt.history["rho"], opt.history["alpha"], hyper["DAMP_RHO_MIN"])
+        if getattr(args, "per_step", False):
+            result["rho"] = [float(r) for r in opt.history["rho"]]
+            result["alpha"] = [float(a) for a in opt.history["alpha"]]
+    text = results_json_text(result)
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 class StepLog:

@@ -14,14 +14,13 @@ from sgn import SGD, SGN, Adam, losses
 from sgn.models import mlp
 
 # Feature sets of the marked tests, each in one configuration: the unrolled and the scan CG loop,
-# the trust region and line search, the preconditioner, weight decay, the adaptive CG with its warm
-# start, the curvature sub-batch and the ρ schedule without trust region.
+# the trust region and line search, the preconditioner, weight decay, Martens' progress stop with the
+# warm start, the curvature sub-batch and the ρ schedule without trust region.
 CONFIGS = {
     "sgn-unrolled-tr-ls-prec-decay": (SGN, "classification", {
         "MAX_CG_ITERS": 3, "TR": True, "LS": True, "CG_PREC": True, "WEIGHT_DECAY": 1e-3, "DAMP_RHO": 1e-2}),
-    "sgn-scan-adaptive-warm": (SGN, "regression", {
-        "MAX_CG_ITERS": 8, "CG_ADAPT": True, "CG_STOP": "progress", "CG_BUDGET": "ratio", "CG_WARM": 0.5, "TR": True,
-        "LS": True, "DAMP_RHO": 1e-2}),
+    "sgn-scan-progress-warm": (SGN, "regression", {
+        "MAX_CG_ITERS": 8, "CG_STOP": "progress", "CG_WARM": 0.5, "TR": True, "LS": True, "DAMP_RHO": 1e-2}),
     "sgn-scan-curv-batch-schedule": (SGN, "classification", {
         "MAX_CG_ITERS": 12, "CURV_BATCH": 0.5, "TR": False, "RHO_DECAY": "cos", "K": 4, "LS": False,
         # ρ kept off 0: 12 CG iterations on G of 5 samples would otherwise amplify rounding to 1e-6.

@@ -197,7 +197,7 @@ def test_verbose_shows_a_progress_bar(iris, capsys):
 
 
 def test_auto_backend_is_c_once_compiled_for_c_else_jax(monkeypatch, tmp_path, iris):
-    import sgn.estimators as est_module
+    import sgn._estimator_cache as est_module  # the backend choice and the C warm-up
     monkeypatch.setattr(est_module, "_c_ready_marker", lambda structure: str(tmp_path / f"{hash(structure)}.ready"))
     structure = ("classification", 1, "relu", "sgn", "float64", (2, True))
     monkeypatch.setattr(est_module, "_jax_available", lambda: False)
@@ -220,7 +220,7 @@ def test_auto_backend_is_c_once_compiled_for_c_else_jax(monkeypatch, tmp_path, i
 def test_a_cold_auto_fit_compiles_the_c_kernels_in_the_background(monkeypatch):
     import time
 
-    import sgn.estimators as est_module
+    import sgn._estimator_cache as est_module  # the backend choice and the C warm-up
     monkeypatch.setenv("SGN_BACKGROUND_COMPILE", "1")
     # A kind no other test builds for C (SGD, no decay), whose kernels the C estimator checks share.
     structure = ("classification", 1, "relu", "sgd", "float64", (None, False))

@@ -81,6 +81,20 @@ def test_tr_ratio_flag_reaches_the_sgn_hyperparameters():
         parser.parse_args(["--TR_ratio", "full"])
 
 
+@pytest.mark.parametrize("flags, named", [(["--cg_cost", "auto"], "--cg_cost"), (["--cg_stop", "rate"], "rate"),
+                                          (["--cg_budget", "ratio"], "ratio")])
+def test_removed_flags_say_what_to_use(flags, named, capsys):
+    import argparse
+
+    from sgn.experiment import add_common_arguments
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, inits=("paper",))
+    with pytest.raises(SystemExit):
+        parser.parse_args(flags)
+    err = capsys.readouterr().err
+    assert named in err and "removed in sgn 0.5.0" in err and "Use " in err
+
+
 def test_conv_net_script_with_a_time_budget(tmp_path, dataset):
     out = tmp_path / "fashion"
     proc = _script("conv_net.py", "--dataset", "fashion", "--architecture", "architecture_1", "--data_dir",
@@ -312,7 +326,7 @@ def test_optimizer_study_picks_each_methods_best_and_summarises_the_phases(tmp_p
     seeds = study.BENCHES["boston"][4]
     assert len(todo) == 4 * len(seeds)
     (adapt_dir, adapt_cmd), = [t for t in todo if os.path.basename(t[0]) == "SGN-adapt_rho0.01_s1"]
-    assert adapt_cmd[adapt_cmd.index("--cg_stop") + 1] == "rate" and "--cg_adapt" in adapt_cmd
+    assert adapt_cmd[adapt_cmd.index("--cg_budget") + 1] == "race" and "--cg_adapt" in adapt_cmd
     assert adapt_cmd[len(adapt_cmd) - adapt_cmd[::-1].index("--cg_max_iter"):][0] == str(study.ADAPT_CAP)
     first = todo[0][1]
     assert first[len(first) - first[::-1].index("--rho"):][0] == "0.0001"  # the last --rho wins in argparse

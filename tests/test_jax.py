@@ -58,12 +58,12 @@ def test_jax_step_matches_the_c_backend(build, shape, hp):
     assert not any(isinstance(n.op, Scan) for fn in got[0]._step_fns.values() for n in fn.maker.fgraph.toposort())
 
 
-def test_jax_adaptive_cg_matches_the_c_backend():
-    # CG_ADAPT: JAX unrolls to the cap and masks, C runs a scan that exits; the same stops and budgets.
+def test_jax_progress_stop_matches_the_c_backend():
+    # CG_STOP='progress': JAX unrolls to the cap and masks, C runs a scan that exits; the same stops.
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(24, 6)), rng.integers(0, 3, 24).astype("int32")
     v = rng.normal(size=_mlp()[0].N_par)
-    hp = {"MAX_CG_ITERS": 4, "CG_ADAPT": True, "CG_STOP": "progress", "CG_BUDGET": "ratio", "CG_PROGRESS_TOL": 0.05,
+    hp = {"MAX_CG_ITERS": 4, "CG_STOP": "progress", "CG_PROGRESS_TOL": 0.05,
           "TR": True, "PRINT_LEVEL": 0, "DAMP_RHO": 1e-3}
     ref, got = _run(_mlp, "c", 4, x, y, v, hp), _run(_mlp, "jax", 4, x, y, v, hp)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-8)

@@ -18,7 +18,19 @@ from ..backends import is_jax
 from ..cg import conjugate_gradient
 from ..curvature import CurvatureProduct
 
-__all__ = ["build_step_functions", "loop_kind"]
+__all__ = ["build_step_functions", "graph_signature", "loop_kind"]
+
+
+def graph_signature(hp: Any, budget: Any) -> dict[str, Any]:
+    """Everything the compiled step depends on, by name (``SGN.reset`` refuses to change any of it)."""
+    progress = hp["CG_STOP"] == "progress"
+    return {"CG loop lengths (the budget rule's loops: MAX_CG_ITERS, MIN_CG_ITERS, K_CG)": budget.loops,
+            "budget varies": budget.varies, "CG_TOL": hp["CG_TOL"], "CG_PREC": hp["CG_PREC"],
+            "ALPHA_EXP": hp["ALPHA_EXP"] if hp["CG_PREC"] else None, "BETA > 0": hp["BETA"] > 0,
+            "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0, "CG_STOP": hp["CG_STOP"],
+            "CG_WINDOW": hp["CG_WINDOW"] if progress else None,
+            "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if progress else None,
+            "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"]}
 
 
 def loop_kind(length: int, longest: int, *, jax: bool, exits_early: bool, unroll_max: int) -> int | None:

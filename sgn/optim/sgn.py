@@ -23,6 +23,7 @@ from ..cg import cg_stop_reason
 from ..checkpoint import CheckpointError
 from ..damping import reduction_ratio
 from ..rules import AcceptanceRule, BudgetRule, DampingRule, StepOutcome, load_rule_state, save_rule_state
+from ._sgn_graph import build_step_functions, graph_signature
 from .base import Optimizer, finite
 from .sgn_hyper_par import check_piece_keys, rules_from_hyper_par, validate_sgn_hyper_par
 
@@ -79,6 +80,22 @@ def _check_rule(piece: str, rule: Any) -> None:
             f"(docs/custom_rules.md); {type(rule).__name__} lacks {lacking}.")
     if piece == "budget" and not (rule.loops and all(isinstance(n, int) and n >= 1 for n in rule.loops)):
         raise InvalidParameterError(f"The budget rule {rule.name}'s loops must be ints >= 1. Got {rule.loops!r}.")
+
+
+def _refuse_unsupported(opt: Any, comm: Any) -> None:
+    """Combinations of settings, backend and ``comm`` that SGN cannot run (yet): an error naming them."""
+    hp = opt.hyper_par
+    if comm is not None and (opt.budget.varies or hp["CG_STOP"] != "budget" or hp["CG_WARM"] > 0):
+        # Measured: PyTensor's scan rewrites then leave the gradient's all-reduce twice in the step,
+        # as two independent nodes that ranks could run in different orders (check_collective_order).
+        raise InvalidParameterError(
+            f"SGN with comm= needs a fixed CG budget, CG_STOP='budget' and CG_WARM=0 for now: got the budget "
+            f"rule {opt.budget.name}, CG_STOP={hp['CG_STOP']!r}, CG_WARM={hp['CG_WARM']!r}.")
+    if is_jax(opt.mode) and hp["CURV_BATCH"] < 1:
+        # The slice's length is computed from the batch size inside the graph; JAX needs it static.
+        raise InvalidParameterError(
+            f"The 'CURV_BATCH' hyperparameter of SGN must be 1 on the JAX backend (the curvature "
+            f"sub-batch's size is not static there). Got {hp['CURV_BATCH']!r}; use mode 'c' or 'numba'.")
 
 
 class SGN(Optimizer):
@@ -181,7 +198,7 @@ class SGN(Optimizer):
         self.cg_unroll_max, self.callback = cg_unroll_max, callback
         self._after_reset()
         super().__init__(X, y_hat, net, obj_fun, mode, comm)
-        self._refuse_unsupported(comm)
+        _refuse_unsupported(self, comm)
         self.state = self._fresh_state()
         self._build()
 
@@ -194,34 +211,12 @@ class SGN(Optimizer):
         self.budget, self.damping, self.acceptance = rules["budget"], rules["damping"], rules["acceptance"]
         self.rule_states = {piece: rule.init() for piece, rule in rules.items()}
 
-    def _refuse_unsupported(self, comm: Any) -> None:
-        hp = self.hyper_par
-        if comm is not None and (self.budget.varies or hp["CG_STOP"] != "budget" or hp["CG_WARM"] > 0):
-            # Measured: PyTensor's scan rewrites then leave the gradient's all-reduce twice in the step,
-            # as two independent nodes that ranks could run in different orders (check_collective_order).
-            raise InvalidParameterError(
-                f"SGN with comm= needs a fixed CG budget, CG_STOP='budget' and CG_WARM=0 for now: got the budget "
-                f"rule {self.budget.name}, CG_STOP={hp['CG_STOP']!r}, CG_WARM={hp['CG_WARM']!r}.")
-        if is_jax(self.mode) and hp["CURV_BATCH"] < 1:
-            # The slice's length is computed from the batch size inside the graph; JAX needs it static.
-            raise InvalidParameterError(
-                f"The 'CURV_BATCH' hyperparameter of SGN must be 1 on the JAX backend (the curvature "
-                f"sub-batch's size is not static there). Got {hp['CURV_BATCH']!r}; use mode 'c' or 'numba'.")
-
     def _fresh_state(self) -> SGNState:
         zeros = np.zeros(self.n_params, dtype=self.dtype)
         return SGNState(m=zeros, direction=zeros.copy())
 
     def _graph_signature(self, hp: Mapping[str, Any]) -> dict[str, Any]:
-        budget = self._given_rules["budget"] or rules_from_hyper_par(hp)["budget"]
-        progress = hp["CG_STOP"] == "progress"
-        return {"CG loop lengths (the budget rule's loops: MAX_CG_ITERS, MIN_CG_ITERS, K_CG)": budget.loops,
-                "budget varies": budget.varies, "CG_TOL": hp["CG_TOL"], "CG_PREC": hp["CG_PREC"],
-                "ALPHA_EXP": hp["ALPHA_EXP"] if hp["CG_PREC"] else None, "BETA > 0": hp["BETA"] > 0,
-                "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0, "CG_STOP": hp["CG_STOP"],
-                "CG_WINDOW": hp["CG_WINDOW"] if progress else None,
-                "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if progress else None,
-                "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"]}
+        return graph_signature(hp, self._given_rules["budget"] or rules_from_hyper_par(hp)["budget"])
 
     # -- checkpoints: the rules' records ----------------------------------------------------------
     def _extra_meta(self) -> dict[str, Any]:
@@ -252,7 +247,6 @@ class SGN(Optimizer):
     # -- graph ------------------------------------------------------------------------------------
     def _build(self) -> None:
         """One compiled step per CG loop length of the budget rule, and the loss at a trial θ."""
-        from ._sgn_graph import build_step_functions
         self._step_fns, self._loss_at_fn = build_step_functions(self)
 
     def _loop_for(self, n_cg: int) -> int:
@@ -316,7 +310,9 @@ class SGN(Optimizer):
         record = self._record(out, t, rho, n_cg, search, trial_loss)
         record.update(seconds_products=seconds_products, seconds_line_search=seconds_line_search)
         record["seconds_other"] = time.perf_counter() - started - seconds_products - seconds_line_search
-        seconds = time.perf_counter() - started - (self.compile_seconds - compile_before)
+        # The step's own time (its history's three parts), less any compiling its first call did.
+        seconds = (seconds_products + seconds_line_search + record["seconds_other"]
+                   - (self.compile_seconds - compile_before))
         self._commit(theta_new, out, record, _outcome(t, hp["ALPHA"], record, trial_loss, search.value, seconds))
         return loss, out.grad, out.pred
 
