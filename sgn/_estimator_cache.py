@@ -180,14 +180,20 @@ def _mark_c_ready(structure: tuple) -> None:
 
 
 def _saved_state(opt: Any) -> dict[str, Any]:
-    """The optimizer's state (arrays copied) and its rules' immutable states: what a later partial_fit resumes."""
+    """The optimizer's state (arrays copied) and its rules' states as JSON records (plain values, so that
+    skops can load a fitted estimator): what a later partial_fit resumes."""
+    from .rules import save_rule_state
     state = {f.name: (np.array(getattr(opt.state, f.name)) if isinstance(getattr(opt.state, f.name), np.ndarray)
                       else getattr(opt.state, f.name)) for f in dataclasses.fields(opt.state)}
-    return {"state": state, "rule_states": dict(getattr(opt, "rule_states", {}))}
+    rules = {piece: save_rule_state(getattr(opt, piece), rule_state)
+             for piece, rule_state in getattr(opt, "rule_states", {}).items()}
+    return {"state": state, "rule_states": rules}
 
 
 def _restore_state(opt: Any, saved: dict[str, Any]) -> None:
+    from .rules import load_rule_state
     for name, value in saved["state"].items():
         setattr(opt.state, name, np.array(value) if isinstance(value, np.ndarray) else value)
     if saved["rule_states"]:
-        opt.rule_states = dict(saved["rule_states"])
+        opt.rule_states = {piece: load_rule_state(getattr(opt, piece), record, piece, "the fitted estimator")
+                           for piece, record in saved["rule_states"].items()}

@@ -68,7 +68,7 @@ def test_scheduled_damping_follows_the_schedule_and_boosts_retries():
 def test_acceptance_rules():
     phi = lambda a: (a - 0.3) ** 2  # noqa: E731
     got = Armijo(c=1e-4, shrink=0.5, max_iters=10).accept(phi, phi(0.0), -0.6, 1.0, phi(1.0))
-    assert got.alpha == 0.5 and got.success and got.n_evals == 1  # α=1 fails Armijo, α=0.5 holds
+    assert got.alpha == 0.5 and got.success and got.n_evals == 2  # α=1 (the trial) fails Armijo, α=0.5 holds
     full = FullStep().accept(phi, 0.09, -0.6, 1.0, None)
     assert (full.alpha, full.value, full.n_evals, full.success) == (1.0, None, 0, None)
 

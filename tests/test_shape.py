@@ -35,4 +35,4 @@ def test_the_sgn_class_reads_as_the_algorithm():
     # The step asks its rules, not a list of flags: no branch on a hyperparameter key inside it.
     keys = {node.slice.value for node in ast.walk(step) if isinstance(node, ast.Subscript)
             and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)}
-    assert keys <= {"ALPHA", "seconds_other"}, keys
+    assert keys <= {"ALPHA", "seconds_other", "budget", "damping"}, keys  # the rules' states by piece

@@ -73,7 +73,8 @@ class SGNState:
 def _check_rule(piece: str, rule: Any) -> None:
     protocol = _PROTOCOLS[piece]
     if not isinstance(rule, protocol):
-        members = sorted(protocol.__protocol_attrs__) if hasattr(protocol, "__protocol_attrs__") else []
+        members = sorted({*getattr(protocol, "__annotations__", {}),
+                          *(m for m in vars(protocol) if not m.startswith("_") and callable(vars(protocol)[m]))})
         lacking = [m for m in members if not hasattr(rule, m)]
         raise InvalidParameterError(
             f"The {piece!r} parameter of SGN must follow the sgn.rules.{protocol.__name__} protocol "
@@ -89,7 +90,8 @@ def _refuse_unsupported(opt: Any, comm: Any) -> None:
         # Measured: PyTensor's scan rewrites then leave the gradient's all-reduce twice in the step,
         # as two independent nodes that ranks could run in different orders (check_collective_order).
         raise InvalidParameterError(
-            f"SGN with comm= needs a fixed CG budget, CG_STOP='budget' and CG_WARM=0 for now: got the budget "
+            f"SGN's adaptive CG and warm start are not supported with comm= yet: it needs a fixed CG budget, "
+            f"CG_STOP='budget' and CG_WARM=0; got the budget "
             f"rule {opt.budget.name}, CG_STOP={hp['CG_STOP']!r}, CG_WARM={hp['CG_WARM']!r}.")
     if is_jax(opt.mode) and hp["CURV_BATCH"] < 1:
         # The slice's length is computed from the batch size inside the graph; JAX needs it static.
@@ -148,8 +150,6 @@ class SGN(Optimizer):
         ``predicted`` (the model's change at the accepted step), ``seconds_products``,
         ``seconds_line_search``, ``seconds_other``, ``cg_warm`` and ``rejected`` (attempts rejected
         before it).  A log: checkpoints do not hold it.
-    rho : float
-        The damping rule's ρ for the next step.
     compile_seconds : float
         Seconds spent compiling (on Numba and JAX including each function's first call).
 
