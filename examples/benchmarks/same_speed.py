@@ -37,8 +37,8 @@ if net_name == "mnist_mlp":
     X = pt.matrix("X"); net = mlp(X, y, 784, 10, {"hs": [20, 20, 20]}, seed=0); cg = 3
     xb = rng.random((1000, 784), dtype=np.float32)
 else:
-    X = pt.tensor4("X"); conv, fc = load_architecture("architecture_1")
-    net = vgg(X, y, (1, 28, 28), 10, conv, fc, seed=0); cg = 5
+    X = pt.tensor4("X"); arch = load_architecture("architecture_1")
+    net = vgg(X, y, (1, 28, 28), 10, arch["conv_layers"], arch["mlp_layers"], seed=0); cg = 5
     xb = rng.random((1000, 1, 28, 28), dtype=np.float32)
 yb = rng.integers(0, 10, 1000).astype("int32")
 start = time.perf_counter()
