@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..damping import trust_region_update
-from ..retry import REJECT_RHO_FACTOR, REJECT_RHO_FLOOR, attempt_rho
+from ..retry import attempt_rho, next_attempt
 from ..schedules import scheduled_value
 from .base import RuleState, StepOutcome
 
@@ -102,7 +102,8 @@ class TrustRegion:
         return TrustRegionState(rho=trust_region_update(outcome.rho, outcome.ratio, self.rho_min))
 
     def reject(self, state: TrustRegionState) -> TrustRegionState:
-        return TrustRegionState(rho=max(state.rho, REJECT_RHO_FLOOR) * REJECT_RHO_FACTOR)
+        # The retry policy of sgn.retry: the trust region raises ρ itself (the count is the optimizer's).
+        return TrustRegionState(rho=next_attempt(False, state.rho, 1.0, 0, trust_region=True, max_rejected=2).rho)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,4 +150,6 @@ class ScheduledDamping:
         return ScheduleState()
 
     def reject(self, state: ScheduleState) -> ScheduleState:
-        return ScheduleState(boost=state.boost * REJECT_RHO_FACTOR)
+        # The retry policy of sgn.retry: a boost on the schedule until a step is accepted.
+        return ScheduleState(boost=next_attempt(False, 0.0, state.boost, 0, trust_region=False,
+                                                max_rejected=2).rho_boost)
