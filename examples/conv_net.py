@@ -17,7 +17,7 @@ import sys
 from sgn import losses
 from sgn.datasets import load_mnist
 from sgn.distributed import world_rank
-from sgn.experiment import add_common_arguments, expected_errors, init_seed, run_experiment
+from sgn.experiments import add_common_arguments, expected_errors, init_seed, run_experiment
 from sgn.models import ARCHITECTURES, load_architecture, vgg, vgg_nets
 
 

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from sgn.results import damping_stats, is_summary, load_grid, load_result, read_summary, write_summary
+from sgn.experiments.results import damping_stats, is_summary, load_grid, load_result, read_summary, write_summary
 
 Runs = dict  # {(solver, param): [result, ...]}
 
@@ -174,7 +174,7 @@ def table(runs: Runs, key: str, snaps: list[float], axis: str = "seconds") -> st
 def damping_table(runs: Runs) -> str:
     """How often the trust region and the line search acted in the SGN runs, mean over seeds.
 
-    Per run (:func:`sgn.results.damping_stats`): the share of steps taken with ρ at its floor
+    Per run (:func:`sgn.experiments.results.damping_stats`): the share of steps taken with ρ at its floor
     ``DAMP_RHO_MIN`` (the trust region could not lower it further), the share whose line
     search shortened the step (α < 1), and the median ρ.  Runs without these statistics are
     skipped; an empty string when no run has them.

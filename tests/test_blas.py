@@ -111,7 +111,7 @@ def snapshot():
     return {"config": config, "rules": rules}
 
 before = snapshot()
-import sgn, sgn.models, sgn.datasets, sgn.training, sgn.experiment, sgn.results
+import sgn, sgn.models, sgn.datasets, sgn.training, sgn.experiments, sgn.experiments.results
 after = snapshot()
 changed = {k: (before["config"][k], after["config"].get(k)) for k in before["config"]
            if before["config"][k] != after["config"].get(k)}

@@ -22,7 +22,7 @@ from sgn.cg_race import (
     race_block_seconds,
     start_race,
 )
-from sgn.experiment import ADAPT_CG_CAP, FIXED_CG_ITERS, add_common_arguments, resolve_cg_flags, sgn_hyper_par
+from sgn.experiments import ADAPT_CG_CAP, FIXED_CG_ITERS, add_common_arguments, resolve_cg_flags, sgn_hyper_par
 
 pytestmark = pytest.mark.python_ops
 

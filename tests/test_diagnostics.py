@@ -7,7 +7,7 @@ import pytest
 
 from sgn import SGN, InvalidParameterError
 from sgn.cg import cg_stop_reason
-from sgn.experiment import StepLog
+from sgn.experiments import StepLog
 from sgn.optimizers import CG_STOPS
 
 # Arithmetic against references, on PyTensor's Python implementations (tests/conftest.py).

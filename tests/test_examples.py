@@ -45,7 +45,7 @@ def test_mlp_script_on_boston_writes_results_and_refuses_to_overwrite(tmp_path, 
 
 
 def test_results_json_text_reads_back_exactly_with_one_record_per_line():
-    from sgn.experiment import results_json_text
+    from sgn.experiments import results_json_text
     timeline = [{"seconds": 0.1 * i, "epoch": i, "iteration": 7 * i, "train_loss": 1 / (i + 3), "test_loss": np.pi}
                 for i in range(4)]
     result = {"config": {"layers": [20, 20], "hyper_par": {"DAMP_RHO": 1e-4, "TR": True}, "resume": None},
@@ -72,7 +72,7 @@ def test_boolean_flags_take_true_false(tmp_path):
 def test_tr_ratio_flag_reaches_the_sgn_hyperparameters():
     import argparse
 
-    from sgn.experiment import add_common_arguments, sgn_hyper_par
+    from sgn.experiments import add_common_arguments, sgn_hyper_par
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, inits=("paper",))
     assert sgn_hyper_par(parser.parse_args([]))["TR_RATIO"] == "trial"
@@ -86,7 +86,7 @@ def test_tr_ratio_flag_reaches_the_sgn_hyperparameters():
 def test_removed_flags_say_what_to_use(flags, named, capsys):
     import argparse
 
-    from sgn.experiment import add_common_arguments
+    from sgn.experiments import add_common_arguments
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, inits=("paper",))
     with pytest.raises(SystemExit):

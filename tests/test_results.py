@@ -1,4 +1,4 @@
-"""Result summaries (sgn.results), the tables of docs/results.md, and what the scripts write."""
+"""Result summaries (sgn.experiments.results), the tables of docs/results.md, and what the scripts write."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sgn.checkpoint import atomic_write_bytes
-from sgn.results import damping_stats, read_summary, summary_spacing, thin_timeline, write_summary
+from sgn.experiments.results import damping_stats, read_summary, summary_spacing, thin_timeline, write_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))  # plot.py's functions are tested too

@@ -36,3 +36,32 @@ def test_the_sgn_class_reads_as_the_algorithm():
     keys = {node.slice.value for node in ast.walk(step) if isinstance(node, ast.Subscript)
             and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)}
     assert keys <= {"ALPHA", "seconds_other", "budget", "damping"}, keys  # the rules' states by piece
+
+
+def _imports(path):
+    tree = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            yield ("." * node.level) + (node.module or "")
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(_modules()) if not p.startswith(os.path.join("sgn", "experiments"))
+                                  and os.path.basename(p) not in ("experiment.py", "results.py")])
+def test_the_method_does_not_import_the_scripts_code(path):
+    # The scripts' flags and results files sit apart: a reader of the method never meets them.
+    found = [name for name in _imports(path) if "experiment" in name or name.endswith("results")]
+    assert not found, f"{path} imports {found}"
+
+
+@pytest.mark.parametrize("old, new", [("sgn.experiment", "sgn.experiments"),
+                                      ("sgn.results", "sgn.experiments.results")])
+def test_the_moved_modules_warn_and_still_work(old, new):
+    import importlib
+    import sys
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+        module = importlib.import_module(old)
+    assert set(module.__all__) == set(importlib.import_module(new).__all__)
+    assert all(getattr(module, name) is getattr(importlib.import_module(new), name) for name in module.__all__)

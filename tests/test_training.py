@@ -134,7 +134,7 @@ def test_validation_split_records_and_argument_checks():
 
 
 def test_validation_split_is_seeded_disjoint_and_sized():
-    from sgn.experiment import validation_split
+    from sgn.experiments import validation_split
     x = np.arange(100.0).reshape(50, 2)
     y = np.arange(50)
     xt, yt, xv, yv = validation_split(x, y, 0.25, seed=3)

@@ -424,7 +424,7 @@ def adapt_effort_rows(root: str, benches: list[str]) -> list[dict]:
 
 def curve_rows(root: str, benches: list[str], points: int = 100) -> list[dict]:
     """The final runs' timelines thinned to about ``points`` records each (for the figures)."""
-    from sgn.results import thin_timeline
+    from sgn.experiments.results import thin_timeline
     rows = []
     for bench in benches:
         wanted = current_configs(root, bench)["final"]
