@@ -1,10 +1,12 @@
 """The curvature of an SGN step: the damped generalized Gauss–Newton product of a mini-batch.
 
-``A v = (Jᵀ H J + λ diag(mask) + ρ I) v`` (paper, eq. 13–15): the Gauss–Newton part from the
+``A v = (Jᵀ H J + λ diag(mask) + ρ I + ρ μ S) v`` (paper, eq. 13–15): the Gauss–Newton part from the
 data loss (:func:`sgn.gauss_newton.gauss_newton_product`), computed on the whole mini-batch or on
 its first ``ceil(sub_batch · B)`` samples (the curvature sub-batch of Martens 2010 and Byrd et
 al. 2011, ``CURV_BATCH``); the weight-decay penalty's exact Hessian ``λ diag(mask)``
-(``WEIGHT_DECAY``); and the Levenberg–Marquardt damping ρ.  :class:`CurvatureProduct` builds it
+(``WEIGHT_DECAY``); the Levenberg–Marquardt damping ρ; and, for recurrent networks, the
+structural damping ``ρ μ S`` of Martens & Sutskever (2011, §3; :class:`StructuralDamping`,
+``STRUCT_DAMP`` = μ).  :class:`CurvatureProduct` builds it
 symbolically, once, for CG; :func:`curvature_operator` wraps the compiled product as a SciPy
 ``LinearOperator`` for study (eigenvalues, condition numbers).
 """
@@ -16,12 +18,50 @@ from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.gradient import pullback, pushforward
 from pytensor.graph.replace import graph_replace
 from pytensor.tensor.variable import TensorVariable
 
 from .gauss_newton import gauss_newton_product, output_loss_gradient
 
-__all__ = ["CurvatureProduct", "curvature_operator"]
+__all__ = ["CurvatureProduct", "StructuralDamping", "curvature_operator"]
+
+
+class StructuralDamping:
+    """Martens & Sutskever's structural damping: curvature on a recurrent network's hidden units.
+
+    ``S = (1/B) Σ_b Σ_t J_{a_bt}ᵀ D_bt J_{a_bt}``, ``D_bt = diag(0.25 (1 − h_bt²))``: the Jacobians
+    ``J_a`` of the hidden pre-activations ``a_t`` (every step t, every sequence b of the batch of B),
+    weighted by the Hessian of the matching loss of the tanh units as Sutskever's code has it.  The
+    curvature product adds ``ρ μ S v``, so the term follows the damping ρ as its rule adapts it
+    (μ fixed).  The sum over time and the mean over the batch are ours to state: the term keeps its
+    ratio to G (a batch mean too) whatever the batch size, and grows with T as the dependencies do.
+    Sutskever's code sums over the batch where its loss does too, so its μ carries over unchanged
+    when ρ is compared with its λ / B; boulanni/theano-hf divides by T as well (its μ is ours × T).
+
+    Parameters
+    ----------
+    preactivations, states : TensorVariable of shape (T, B, hidden)
+        ``a_t`` and ``h_t = tanh(a_t)`` (``net.preactivations``, ``net.states`` of
+        :class:`sgn.models.RNN`), functions of θ.
+    mu : float > 0
+        ``STRUCT_DAMP``.
+    """
+
+    def __init__(self, preactivations: TensorVariable, states: TensorVariable, mu: float) -> None:
+        if not mu > 0:
+            raise ValueError(f"mu must be > 0, got {mu!r}")
+        self.preactivations, self.states, self.mu = preactivations, states, float(mu)
+
+    def weight(self, ja: TensorVariable, rho: TensorVariable) -> TensorVariable:
+        """``ρ μ D J_a v / B`` from ``ja`` = ``J_a v``: what the reverse pass takes at the pre-activations."""
+        scale = rho * pt.constant(self.mu, dtype=ja.dtype) / pt.cast(ja.shape[1], ja.dtype)
+        return scale * 0.25 * (1 - pt.sqr(self.states)) * ja
+
+    def replaced(self, replacements: dict) -> StructuralDamping:
+        """The same term on the curvature sub-batch."""
+        a, h = graph_replace([self.preactivations, self.states], replacements, strict=False)
+        return StructuralDamping(a, h, self.mu)
 
 
 class CurvatureProduct:
@@ -44,26 +84,37 @@ class CurvatureProduct:
         ``penalty(v) -> λ mask ⊙ v``, the exact curvature of the weight-decay term; None: no term.
     reduce : callable, optional
         Applied to the Gauss–Newton product before the penalty (with ``comm``, the mean over ranks).
+    structural : StructuralDamping, optional
+        Adds ``ρ μ S v`` to the damped product (computed on the same (sub-)batch as G).
     """
 
     def __init__(self, out: TensorVariable, theta: TensorVariable, data_loss: TensorVariable,
                  X: TensorVariable, y_hat: TensorVariable, sub_batch: float = 1.0,
                  penalty: Callable[[TensorVariable], TensorVariable] | None = None,
-                 reduce: Callable[[TensorVariable], TensorVariable] | None = None) -> None:
+                 reduce: Callable[[TensorVariable], TensorVariable] | None = None,
+                 structural: StructuralDamping | None = None) -> None:
         if not 0 < sub_batch <= 1:
             raise ValueError(f"sub_batch must lie in (0, 1], got {sub_batch!r}")
         self.theta, self.penalty = theta, penalty
         self.reduce = reduce if reduce is not None else (lambda v: v)
-        self.out, self.loss = out, data_loss
+        self.out, self.loss, self.structural = out, data_loss, structural
         if sub_batch < 1:
             n_curv = pt.maximum(1, pt.cast(pt.ceil(sub_batch * X.shape[0]), "int64"))
-            self.out, self.loss = graph_replace([out, data_loss], {X: X[:n_curv], y_hat: y_hat[:n_curv]},
-                                                strict=False)
+            sub = {X: X[:n_curv], y_hat: y_hat[:n_curv]}
+            self.out, self.loss = graph_replace([out, data_loss], sub, strict=False)
+            self.structural = structural.replaced(sub) if structural is not None else None
         self._loss_grad_out = output_loss_gradient(self.loss, self.out)
 
-    def gauss_newton(self, v: TensorVariable) -> TensorVariable:
-        """``Jᵀ H J v`` of the (sub-)batch, not reduced over ranks."""
-        return gauss_newton_product(self.out, self.theta, self.loss, v, self._loss_grad_out)
+    def gauss_newton(self, v: TensorVariable, rho: TensorVariable | None = None) -> TensorVariable:
+        """``Jᵀ H J v`` of the (sub-)batch, not reduced over ranks; given ``rho``, plus ``ρ μ S v``."""
+        if self.structural is None or rho is None:
+            return gauss_newton_product(self.out, self.theta, self.loss, v, self._loss_grad_out)
+        # One forward product and one reverse product serve both terms: the tangent and adjoint
+        # scans of a recurrent network run once, carrying the output's and the states' parts.
+        term = self.structural
+        jv_out, jv_a = pushforward([self.out, term.preactivations], self.theta, v)
+        hjv = pullback(self._loss_grad_out, self.out, jv_out)
+        return pullback([self.out, term.preactivations], self.theta, [hjv, term.weight(jv_a, rho)])
 
     def undamped(self, v: TensorVariable) -> TensorVariable:
         """``(Jᵀ H J + λ diag(mask)) v``, reduced over ranks."""
@@ -74,8 +125,8 @@ class CurvatureProduct:
         return gv if self.penalty is None else gv + self.penalty(v)
 
     def damped(self, v: TensorVariable, rho: TensorVariable) -> TensorVariable:
-        """``(Jᵀ H J + λ diag(mask) + ρ I) v``, the matrix CG solves with."""
-        return self.undamped(v) + rho * v
+        """``(Jᵀ H J + λ diag(mask) + ρ I + ρ μ S) v``, the matrix CG solves with."""
+        return self.add_penalty(v, self.reduce(self.gauss_newton(v, rho))) + rho * v
 
 
 def curvature_operator(opt: Any, x: Any, y: Any, rho: float = 0.0) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,8 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         eval_every: float | None = 5.0, seed: int = 0, progress: bool = False,
         label: str = "", checkpoint_every: int | None = None, checkpoint_path: str | None = None,
         resume: str | None = None, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-        patience: int | None = None) -> list[dict[str, Any]]:
+        patience: int | None = None, metrics: dict[str, Callable[[Any, np.ndarray, np.ndarray], float]] | None = None,
+        stop_when: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
     """Train ``opt`` on shuffled mini-batches and record a timeline.
 
     Parameters
@@ -108,6 +110,12 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         for this many records in a row, and put back the θ of the best record.  The last
         record is then that θ's, marked ``"early_stopped": True`` (with the seconds and steps
         spent).
+    metrics : dict of str to callable, optional
+        ``{name: fn(opt, x, y) -> float}``, evaluated on the test split at every record and
+        recorded as ``test_<name>`` (the recurrent problems' ``wrong_fraction``).
+    stop_when : callable, optional
+        ``stop_when(record) -> bool``, asked after every record: True ends training there (that
+        record is the last; a problem solved, a target reached).
 
     Returns
     -------
@@ -122,19 +130,11 @@ def fit(opt: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                          x_val, y_val, patience)
     run = _Run(opt, (x_train, y_train), (x_test, y_test), None if x_val is None else (x_val, y_val),
                batch_size, eval_every, seed, patience, checkpoint_path)
-    if resume is not None:
-        run.resume(resume)
-    else:
-        run.record(0)
-        run.patience_spent()
-        run.pos["next_eval"] = eval_every if eval_every else None
+    run.metrics, run.stop_when = dict(metrics or {}), stop_when
+    stop = run.start(resume, time_budget)
     bar = _progress_bar(opt, progress, time_budget, epochs, run.steps_per_epoch, run.pos, label)
-    stop = (time_budget is not None and run.pos["seconds"] >= time_budget) or bool(run.pos.get("early_stopped"))
     while run.pos["epoch"] <= epochs and not stop:
-        stop = run.epoch(time_budget, checkpoint_every, bar)
-        if stop:
-            break
-        stop = run.end_epoch(epochs)
+        stop = run.epoch(time_budget, checkpoint_every, bar) or run.end_epoch(epochs)
     run.finish(stop)
     if checkpoint_every is not None:
         run.checkpoint()
@@ -198,6 +198,20 @@ class _Run:
         self.best_theta = None  # θ at the best validation loss so far (early stopping)
         self.checkpoint_path = checkpoint_path
         self.history_log = HistoryLog(history_path(checkpoint_path)) if checkpoint_path is not None else None
+        self.metrics: dict[str, Callable[[Any, np.ndarray, np.ndarray], float]] = {}
+        self.stop_when: Callable[[dict[str, Any]], bool] | None = None
+
+    def start(self, resume: str | None, time_budget: float | None) -> bool:
+        """The first record, or the state of the checkpoint ``resume``; True when nothing is left to do."""
+        if resume is not None:
+            self.resume(resume)
+        else:
+            self.record(0)
+            self.after_record()
+            self.pos["next_eval"] = self.eval_every if self.eval_every else None
+        pos = self.pos
+        return ((time_budget is not None and pos["seconds"] >= time_budget) or bool(pos.get("early_stopped"))
+                or bool(pos.get("goal_reached")))
 
     def resume(self, path: str) -> None:
         extra, arrays = self.opt.load(path)
@@ -215,12 +229,24 @@ class _Run:
                "train_loss": train["loss"], "test_loss": test["loss"]}
         if "acc" in test:
             rec["test_acc"] = test["acc"]
+        for name, metric in self.metrics.items():
+            rec[f"test_{name}"] = float(metric(self.opt, *self.test))
         if self.val is not None:
             val = evaluate(self.opt, *self.val)
             rec["val_loss"] = val["loss"]
             if "acc" in val:
                 rec["val_acc"] = val["acc"]
         self.pos["timeline"].append(rec)
+
+    def after_record(self) -> bool:
+        """Ask early stopping and ``stop_when`` about the newest record; True when training must stop."""
+        if self.patience_spent():
+            self.pos["early_stopped"] = True
+            return True
+        if self.stop_when is not None and self.stop_when(self.pos["timeline"][-1]):
+            self.pos["goal_reached"] = True
+            return True
+        return False
 
     def patience_spent(self) -> bool:
         """After a record: keep the best θ by validation loss; True once ``patience`` records missed it."""
@@ -271,8 +297,7 @@ class _Run:
             if pos["next_eval"] is not None and pos["seconds"] >= pos["next_eval"]:
                 self.record(pos["epoch"] - 1 + pos["start"] / self.n)
                 pos["next_eval"] = pos["seconds"] + self.eval_every
-                if self.patience_spent():
-                    pos["early_stopped"] = True
+                if self.after_record():
                     return True
             if checkpoint_every is not None and pos["iteration"] % checkpoint_every == 0:
                 self.checkpoint()
@@ -286,8 +311,7 @@ class _Run:
                       or pos["seconds"] - pos["epoch_start"] >= self.eval_every)
         if long_epoch or pos["epoch"] == epochs:
             self.record(pos["epoch"])
-            if self.patience_spent():
-                pos["early_stopped"] = True
+            if self.after_record():
                 return True
         pos["epoch"] += 1
         pos["epoch_start"] = pos["seconds"]
@@ -303,7 +327,7 @@ class _Run:
             self.opt.theta.set_value(self.best_theta.astype(self.opt.theta.dtype))
             self.record(round(pos["iteration"] / self.steps_per_epoch, 6))
             pos["timeline"][-1]["early_stopped"] = True
-        elif stopped and not pos.get("early_stopped"):
+        elif stopped and not pos.get("early_stopped") and not pos.get("goal_reached"):
             self.record(round(pos["iteration"] / self.steps_per_epoch, 6))
             if "diverged" in pos:
                 pos["timeline"][-1]["diverged"] = True

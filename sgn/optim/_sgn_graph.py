@@ -16,7 +16,7 @@ import pytensor.tensor as pt
 
 from ..backends import is_jax
 from ..cg import conjugate_gradient
-from ..curvature import CurvatureProduct
+from ..curvature import CurvatureProduct, StructuralDamping
 
 __all__ = ["build_step_functions", "graph_signature", "loop_kind"]
 
@@ -30,7 +30,7 @@ def graph_signature(hp: Any, budget: Any) -> dict[str, Any]:
             "WEIGHT_DECAY > 0": hp["WEIGHT_DECAY"] > 0, "CG_STOP": hp["CG_STOP"],
             "CG_WINDOW": hp["CG_WINDOW"] if progress else None,
             "CG_PROGRESS_TOL": hp["CG_PROGRESS_TOL"] if progress else None,
-            "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"]}
+            "CG_WARM > 0": hp["CG_WARM"] > 0, "CURV_BATCH": hp["CURV_BATCH"], "STRUCT_DAMP": hp["STRUCT_DAMP"]}
 
 
 def loop_kind(length: int, longest: int, *, jax: bool, exits_early: bool, unroll_max: int) -> int | None:
@@ -65,9 +65,11 @@ def build_step_functions(opt: Any) -> tuple[dict[int, Any], Any]:
     hp, dt, theta = opt.hyper_par, opt.dtype, opt.theta
     # G is built from the data loss (obj_fun); the objective adds the penalty, whose exact
     # curvature lambda * mask joins G in the curvature product.
+    structural = (StructuralDamping(opt.net.preactivations, opt.net.states, hp["STRUCT_DAMP"])
+                  if hp["STRUCT_DAMP"] > 0 else None)
     curvature = CurvatureProduct(opt.net.out_sym, theta, opt.obj_fun, opt.X, opt.y_hat, hp["CURV_BATCH"],
                                  penalty=opt._penalty_product if opt._weight_decay is not None else None,
-                                 reduce=opt._shard_mean)
+                                 reduce=opt._shard_mean, structural=structural)
     inputs = _step_inputs(dt)
     rho, x0 = inputs["rho"], inputs["cg_start"]
     warm = hp["CG_WARM"] > 0
@@ -75,7 +77,7 @@ def build_step_functions(opt: Any) -> tuple[dict[int, Any], Any]:
     # CG_WARM's G x0 needs no CG quantity: it travels in the same reduction, so that no two
     # reductions of the step are independent (ranks could run those in different orders).
     if warm:
-        loss, g, gx0 = opt._shard_mean(opt.objective, opt.grad_sym, curvature.gauss_newton(x0))
+        loss, g, gx0 = opt._shard_mean(opt.objective, opt.grad_sym, curvature.gauss_newton(x0, rho))
         x0_product = curvature.add_penalty(x0, gx0) + rho * x0
     else:
         (loss, g), x0_product = opt._shard_mean(opt.objective, opt.grad_sym), None

@@ -93,6 +93,11 @@ def _refuse_unsupported(opt: Any, comm: Any) -> None:
             f"SGN's adaptive CG and warm start are not supported with comm= yet: it needs a fixed CG budget, "
             f"CG_STOP='budget' and CG_WARM=0; got the budget "
             f"rule {opt.budget.name}, CG_STOP={hp['CG_STOP']!r}, CG_WARM={hp['CG_WARM']!r}.")
+    if hp["STRUCT_DAMP"] > 0 and not all(hasattr(opt.net, a) for a in ("preactivations", "states")):
+        raise InvalidParameterError(
+            f"The 'STRUCT_DAMP' hyperparameter of SGN puts curvature on a recurrent network's hidden units: "
+            f"the model must have 'preactivations' and 'states' (sgn.models.rnn has). Got "
+            f"STRUCT_DAMP={hp['STRUCT_DAMP']!r} for {type(opt.net).__name__}; leave it at 0.")
     if is_jax(opt.mode) and hp["CURV_BATCH"] < 1:
         # The slice's length is computed from the batch size inside the graph; JAX needs it static.
         raise InvalidParameterError(

@@ -53,6 +53,7 @@ SGN_DEFAULTS: dict[str, Any] = {
     "CG_PROGRESS_TOL": 0.35,  # CG_STOP='progress': stop once that window gained < CG_WINDOW * this
     "CG_WARM": 0.0,           # start CG from CG_WARM * the previous direction (Martens' zeta); 0: from 0
     "CURV_BATCH": 1.0,        # fraction of the mini-batch on which G v is computed (the gradient: all of it)
+    "STRUCT_DAMP": 0.0,       # structural damping mu (recurrent networks; Martens & Sutskever 2011): 0 off
 }
 
 #: TR_RATIO's values: the step whose loss change the trust-region rule judges.
@@ -79,7 +80,7 @@ SGN_CONSTRAINTS: dict[str, Any] = {
     "CG_PROGRESS_TOL": Interval("real", 0, 1, "neither"), "CG_WARM": Interval("real", 0, 1, "left"),
     "CG_STOP": Options(CG_STOP_RULES), "CG_BUDGET": Options(CG_BUDGET_RULES), "CG_RACE_START": _POS_INT,
     "CG_RACE_BLOCK": Interval("real", 0, None, "neither"),
-    "CURV_BATCH": Interval("real", 0, 1, "right"),
+    "CURV_BATCH": Interval("real", 0, 1, "right"), "STRUCT_DAMP": _NONNEG_REAL,
 }
 
 _REJECTED = ("was removed in sgn 0.5.0: {what} missed {why} (docs/results.md, CHANGELOG.md). Use {use}.")
