@@ -127,6 +127,8 @@ def _add_sgn_arguments(a: Callable[..., Any]) -> None:
     a("--cg_cost", type=_removed_flag("--cg_cost", ("CG_COST", None)), default=None, help=argparse.SUPPRESS)
     a("--cg_warm", type=float, default=SGN_DEFAULTS["CG_WARM"],
       help="CG_WARM: start CG from this times the previous direction (0: from 0)")
+    a("--struct_damp", type=float, default=SGN_DEFAULTS["STRUCT_DAMP"],
+      help="STRUCT_DAMP: structural damping mu of recurrent networks (Martens & Sutskever 2011); 0 off")
     a("--curv_batch", type=float, default=SGN_DEFAULTS["CURV_BATCH"],
       help="CURV_BATCH: fraction of the mini-batch on which G v is computed")
     a("--K", type=_positive(int), default=1000, help="K of the rho / learning-rate schedules")
@@ -145,6 +147,8 @@ def _add_first_order_arguments(a: Callable[..., Any]) -> None:
     a("--beta2", type=float, default=0.999, help="Adam's BETA2")
     a("--eps", type=float, default=1e-8, help="Adam's EPS")
     a("--decoupled", type=str2bool, default=False, help="Adam: AdamW's decoupled weight decay")
+    a("--clip_norm", type=float, default=0.0,
+      help="SGD and Adam: CLIP_NORM, rescale the gradient to this norm when longer (0: off)")
 
 
 def _add_run_arguments(a: Callable[..., Any], inits: Sequence[str]) -> None:
@@ -201,6 +205,7 @@ def sgn_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
           "DAMP_RHO": args.rho, "DAMP_RHO_MIN": min(args.rho_min, args.rho), "BETA": args.beta,
           "ALPHA_EXP": args.alpha_exp, "CG_ADAPT": args.cg_adapt, "CG_WINDOW": args.cg_window,
           "CG_PROGRESS_TOL": args.cg_progress_tol, "CG_WARM": args.cg_warm, "CURV_BATCH": args.curv_batch,
+          "STRUCT_DAMP": args.struct_damp,
           "CG_STOP": args.cg_stop, "CG_BUDGET": args.cg_budget,
           "CG_RACE_START": args.cg_race_start, "CG_RACE_BLOCK": args.cg_race_block,
           "PRINT_LEVEL": 0}
@@ -216,6 +221,8 @@ def sgd_hyper_par(args: argparse.Namespace) -> dict[str, Any]:
     hp = {"LR0": args.lr, "MOMENTUM": args.mom, "SCHEDULER": args.scheduler,
           "LR_K": min(args.lr_final, args.lr) if args.scheduler != "const" else args.lr_final,
           "K": args.K, "STEP": args.step, "REDUCTION": args.r, "PRINT_LEVEL": 0}
+    if getattr(args, "clip_norm", 0.0):
+        hp["CLIP_NORM"] = args.clip_norm
     if getattr(args, "weight_decay", 0.0):
         hp["WEIGHT_DECAY"] = args.weight_decay
     return hp

@@ -56,7 +56,8 @@ def validation_split(x: np.ndarray, y: np.ndarray, fraction: float,
 
 
 def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, Any], tuple],
-                   extra_config: dict[str, Any]) -> dict[str, Any]:
+                   extra_config: dict[str, Any], fit_options: dict[str, Any] | None = None,
+                   summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train as the flags say and write ``<out>/results.json``.
 
     Started by an MPI launcher with several processes (``mpiexec -n N``), it trains data-parallel:
@@ -73,6 +74,11 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         ``build(X, y_hat) -> (net, loss)`` given fresh symbolic inputs.
     extra_config : dict
         Recorded in ``config`` beside the flags (dataset, model description).
+    fit_options : dict, optional
+        More keyword arguments of :func:`sgn.training.fit` (``metrics``, ``stop_when``).
+    summary : callable, optional
+        ``summary(timeline) -> dict``, merged into the ``final`` record (the recurrent problems'
+        ``solved``).
 
     Returns
     -------
@@ -95,9 +101,10 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         raise SystemExit(f"{path} exists; pass --overwrite to replace it")
     os.makedirs(args.out, exist_ok=True)
     pytensor.config.floatX = args.floatX
-    x_dims = data.x_train.ndim
-    X = pt.matrix("X") if x_dims == 2 else pt.tensor4("X")
-    y_hat = pt.ivector("y") if data.y_train.ndim == 1 else pt.matrix("y")
+    # Inputs of any rank (rows, sequences, images); integer targets are class labels.
+    X = pt.tensor("X", dtype=args.floatX, shape=(None,) * data.x_train.ndim)
+    y_dtype = "int32" if data.y_train.dtype.kind in "iu" else args.floatX
+    y_hat = pt.tensor("y", dtype=y_dtype, shape=(None,) * data.y_train.ndim)
     net, loss = build(X, y_hat)
     opt, hyper = _optimizer(args, X, y_hat, net, loss, comm)
     blas_threads = _threads_per_rank(comm) if comm is not None else None
@@ -112,7 +119,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
                    eval_every=args.eval_every if args.eval_every > 0 else None, seed=args.seed,
                    progress=args.verbose > 0, label=f"{args.solver}", checkpoint_every=args.checkpoint_every,
                    checkpoint_path=os.path.join(args.out, "checkpoint.npz"), resume=args.resume,
-                   x_val=x_val, y_val=y_val, patience=args.early_stopping)
+                   x_val=x_val, y_val=y_val, patience=args.early_stopping, **(fit_options or {}))
     if diagnostics is not None:
         diagnostics.close()
     from .. import __version__
@@ -123,12 +130,13 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
               "processor": platform.processor(), "cpus": os.cpu_count(), "world_size": world_size}
     if blas_threads is not None:
         config["blas_threads_per_rank"] = blas_threads
+    final = {**timeline[-1], **(summary(timeline) if summary is not None else {})}
+    result = {"config": config, "timeline": timeline, "final": final}
     if rank != 0:  # rank 0 writes and reports; every rank returns the same result
-        return {"config": config, "timeline": timeline, "final": timeline[-1]}
-    result = {"config": config, "timeline": timeline, "final": timeline[-1]}
+        return result
     _write_results(path, result, args, opt, hyper)
-    final = timeline[-1]
-    if (args.time_budget is not None and final["seconds"] < args.time_budget and not final.get("diverged")):
+    if (args.time_budget is not None and final["seconds"] < args.time_budget and not final.get("diverged")
+            and not final.get("solved")):
         # The original scripts' --epochs default is 1: a budget alone would end after one epoch unannounced.
         print(f"note: stopped after --epochs {args.epochs} at {final['seconds']:.1f} s, before the "
               f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",

@@ -33,6 +33,7 @@ SGD_DEFAULTS: dict[str, Any] = {
     "PRINT_LEVEL": 1,
     "MAX_REJECTED_STEPS": 10,
     "WEIGHT_DECAY": 0.0,      # L2 penalty lambda/2 |W|^2 on the weights (coupled: part of the loss)
+    "CLIP_NORM": 0.0,         # rescale the gradient to this norm when longer (Pascanu et al. 2013); 0: off
 }
 
 SGD_CONSTRAINTS: dict[str, Any] = {
@@ -40,7 +41,7 @@ SGD_CONSTRAINTS: dict[str, Any] = {
     "MOMENTUM": Interval("real", 0, 1, "left"), "LR0": Interval("real", 0, None, "neither"),
     "LR_K": _NONNEG_REAL, "K": _POS_INT, "STEP": _POS_INT,
     "REDUCTION": Interval("real", 0, 1, "neither"), "PRINT_LEVEL": Interval("int", 0, None),
-    "MAX_REJECTED_STEPS": _POS_INT, "WEIGHT_DECAY": _NONNEG_REAL,
+    "MAX_REJECTED_STEPS": _POS_INT, "WEIGHT_DECAY": _NONNEG_REAL, "CLIP_NORM": _NONNEG_REAL,
 }
 
 ADAM_DEFAULTS: dict[str, Any] = {
@@ -57,14 +58,33 @@ ADAM_DEFAULTS: dict[str, Any] = {
     "DECOUPLED": False,       # AdamW: theta <- theta - lr * lambda * mask * theta, outside the gradient
     "PRINT_LEVEL": 1,
     "MAX_REJECTED_STEPS": 10,
+    "CLIP_NORM": 0.0,         # as for SGD: clip the gradient's norm before the moment averages
 }
 
 ADAM_CONSTRAINTS: dict[str, Any] = {
     **{k: SGD_CONSTRAINTS[k] for k in ("SCHEDULER", "LR0", "LR_K", "K", "STEP", "REDUCTION", "PRINT_LEVEL",
-                                       "MAX_REJECTED_STEPS", "WEIGHT_DECAY")},
+                                       "MAX_REJECTED_STEPS", "WEIGHT_DECAY", "CLIP_NORM")},
     "BETA1": Interval("real", 0, 1, "left"), "BETA2": Interval("real", 0, 1, "left"),
     "EPS": Interval("real", 0, None, "neither"), "DECOUPLED": Boolean(),
 }
+
+
+def clip_norm(grad: np.ndarray, max_norm: float) -> np.ndarray:
+    """``grad`` rescaled to norm ``max_norm`` when it is longer (``torch.nn.utils.clip_grad_norm_``); 0: unchanged.
+
+    Parameters
+    ----------
+    grad : ndarray of shape (n_params,)
+    max_norm : float >= 0
+
+    Returns
+    -------
+    ndarray of shape (n_params,), grad's dtype
+    """
+    if max_norm <= 0:
+        return grad
+    norm = float(np.linalg.norm(grad))
+    return grad if norm <= max_norm else (grad * (max_norm / norm)).astype(grad.dtype)
 
 
 class SGDStepOutputs(NamedTuple):
@@ -115,7 +135,8 @@ class SGD(Optimizer):
         cos | step), ``MOMENTUM``, ``LR0``, ``LR_K`` (final rate and floor), ``K``,
         ``STEP``, ``REDUCTION``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``, ``WEIGHT_DECAY``
         (λ: the loss gains λ/2 ‖W‖² on the weights, ``net.decay_mask()``; coupled L2, i.e. part
-        of the gradient and so of the momentum, not AdamW-style decoupled decay).
+        of the gradient and so of the momentum, not AdamW-style decoupled decay), ``CLIP_NORM``
+        (the gradient rescaled to this norm when longer, before the update; 0 off).
 
     Notes
     -----
@@ -168,7 +189,7 @@ class SGD(Optimizer):
         lr = self.learning_rate(t)
         out = SGDStepOutputs(*self._run(self._grad_fn, x, y))
         loss, grad, pred = float(out.loss), out.grad, out.pred
-        update = self._update(grad, lr, t) if finite(loss, grad) else None
+        update = self._update(clip_norm(grad, self.hyper_par["CLIP_NORM"]), lr, t) if finite(loss, grad) else None
         if update is None or not finite(update[0]):
             self._count_attempt(False, "the loss, gradient or update")
             if self.hyper_par["PRINT_LEVEL"] >= 1:
@@ -210,7 +231,8 @@ class Adam(SGD):
     hyper_par : dict, optional
         UPPERCASE keys of :data:`ADAM_DEFAULTS`: SGD's schedule keys (``SCHEDULER``, ``LR0``,
         ``LR_K``, ``K``, ``STEP``, ``REDUCTION``), ``BETA1``, ``BETA2``, ``EPS``,
-        ``WEIGHT_DECAY``, ``DECOUPLED``, ``PRINT_LEVEL``, ``MAX_REJECTED_STEPS``.
+        ``WEIGHT_DECAY``, ``DECOUPLED``, ``CLIP_NORM`` (as for SGD), ``PRINT_LEVEL``,
+        ``MAX_REJECTED_STEPS``.
 
     Notes
     -----
