@@ -254,3 +254,52 @@ def test_compiling_an_sgn_step_logs_no_rewrite_failure(dtype, cg, caplog):
     failures = [r.getMessage() for r in caplog.records if "Rewrite failure" in r.getMessage()
                 or "rewrite failure" in r.getMessage().lower()]
     assert not failures, failures[0][:500]
+
+
+def _rnn_script():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "rnn.py")
+    spec = importlib.util.spec_from_file_location("rnn_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _script(tmp_path, name, *extra):
+    import json
+    module = _rnn_script()
+    out = tmp_path / name
+    flags = ["--problem", "temporal_order", "--T", "20", "--hidden", "4", "--n_train", "120", "--n_test", "60",
+             "--batch_size", "40", "--solver", "SGN", "--cg_max_iter", "3", "--TR", "True", "--LS", "False",
+             "--struct_damp", "0.3", "--eval_every", "0", "--floatX", "float64", "--verbose", "0",
+             "--stop_when_solved", "False", "--out", str(out), *extra]
+    assert module.main(flags) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.python_ops
+def test_the_rnn_script_records_the_wrong_fraction_and_resumes_exactly(tmp_path):
+    straight = _script(tmp_path, "straight", "--epochs", "4")
+    assert all(0 <= r["test_wrong_fraction"] <= 1 for r in straight["timeline"])
+    assert set(straight["final"]) >= {"solved", "solved_seconds", "solved_iteration"}
+    assert straight["final"]["solved"] == (straight["final"]["solved_seconds"] is not None)
+    assert straight["config"]["hyper_par"]["STRUCT_DAMP"] == 0.3
+    # Two epochs with a checkpoint at the end, then the rest from the checkpoint.
+    _script(tmp_path, "split", "--epochs", "2", "--checkpoint_every", "100")
+    resumed = _script(tmp_path, "split", "--epochs", "4", "--checkpoint_every", "100",
+                      "--resume", str(tmp_path / "split" / "checkpoint.npz"))
+
+    def strip(result):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in result["timeline"]]
+    assert strip(resumed) == strip(straight)
+
+
+def test_the_solved_summary_is_the_first_record_under_one_percent():
+    module = _rnn_script()
+    timeline = [{"seconds": 0.0, "iteration": 0, "test_wrong_fraction": 0.9},
+                {"seconds": 5.0, "iteration": 7, "test_wrong_fraction": 0.011},
+                {"seconds": 9.0, "iteration": 12, "test_wrong_fraction": 0.01},
+                {"seconds": 12.0, "iteration": 15, "test_wrong_fraction": 0.0}]
+    assert module.solved_summary(timeline) == {"solved": True, "solved_seconds": 9.0, "solved_iteration": 12}
+    assert module.solved_summary(timeline[:2])["solved"] is False
