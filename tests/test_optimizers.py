@@ -361,3 +361,26 @@ def test_cg_unroll_max_is_validated(bad):
     X, y, net, loss = _classifier(seed=13)
     with pytest.raises(InvalidParameterError, match="cg_unroll_max"):
         SGN(X, y, net, loss, {"PRINT_LEVEL": 0}, cg_unroll_max=bad)
+
+
+@pytest.mark.python_ops
+@pytest.mark.parametrize("solver", ["SGD", "Adam"])
+def test_clip_norm_rescales_the_gradient_before_the_update(tiny_problem, solver):
+    from sgn import SGD, Adam
+    p = tiny_problem("regression")
+    cls = SGD if solver == "SGD" else Adam
+    theta0 = p.net.theta.get_value()
+    plain = cls(p.X, p.y, p.net, p.loss, {"LR0": 0.1, "PRINT_LEVEL": 0})
+    _, g, _ = plain.step(p.xb, p.yb)
+    step_plain = p.net.theta.get_value() - theta0
+    p.net.theta.set_value(theta0)
+    clip = 0.25 * float(np.linalg.norm(g))
+    clipped = cls(p.X, p.y, p.net, p.loss, {"LR0": 0.1, "PRINT_LEVEL": 0, "CLIP_NORM": clip})
+    _, g2, _ = clipped.step(p.xb, p.yb)
+    np.testing.assert_array_equal(g2, g)  # step returns the gradient before clipping
+    step_clipped = p.net.theta.get_value() - theta0
+    gc = g * (clip / np.linalg.norm(g))
+    # The first step by hand from the clipped gradient: -lr g (SGD); -lr m̂/(sqrt(v̂) + eps) = -lr g/(|g| + eps) (Adam).
+    expected = -0.1 * gc if solver == "SGD" else -0.1 * gc / (np.abs(gc) + 1e-8)
+    np.testing.assert_allclose(step_clipped, expected, rtol=1e-9, atol=1e-15)
+    assert not np.allclose(step_clipped, step_plain)

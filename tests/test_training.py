@@ -145,3 +145,22 @@ def test_validation_split_is_seeded_disjoint_and_sized():
     assert validation_split(x, y, 0.0, seed=3)[2] is None
     with pytest.raises(ValueError, match="val_fraction"):
         validation_split(x, y, 1.0, seed=3)
+
+
+@pytest.mark.python_ops
+def test_fit_records_metrics_and_stops_when_asked(tiny_problem):
+    from sgn import SGN
+    from sgn.training import fit
+    p = tiny_problem("regression", batch=40)
+    opt = SGN(p.X, p.y, p.net, p.loss, {"MAX_CG_ITERS": 2, "PRINT_LEVEL": 0})
+    calls = []
+
+    def metric(o, x, y):
+        calls.append(len(x))
+        return float(np.abs(o.net.forward(x)[0] - y).max())
+
+    timeline = fit(opt, p.xb, p.yb, p.xb[:10], p.yb[:10], epochs=50, batch_size=10, eval_every=None,
+                   metrics={"max_error": metric}, stop_when=lambda r: r["iteration"] >= 8)
+    assert all("test_max_error" in r for r in timeline) and set(calls) == {10}
+    assert timeline[-1]["iteration"] == 8 and len(timeline) == 3  # records at 0, 4 and 8 steps: stopped there
+    assert timeline[-1]["test_max_error"] == pytest.approx(metric(opt, p.xb[:10], p.yb[:10]))
