@@ -17,6 +17,7 @@ RHO = 1e-2
 BASE = {"DAMP_RHO": RHO, "CG_TOL": 0.0, "LS": False, "TR": False, "ALPHA": 1.0, "PRINT_LEVEL": 0}
 
 
+@pytest.mark.python_ops
 def test_progress_stop_matches_numpy_cg_with_martens_test(tiny_problem):
     # Martens' relative-progress stop is CG's own test (CG_STOP='progress'), with any budget rule.
     p = tiny_problem("classification", seed=4, hs=(4,), n_in=3, n_out=3, batch=20)

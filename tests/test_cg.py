@@ -97,6 +97,7 @@ def test_sgn_direction_with_n_par_iterations_matches_numpy_solve(tiny_problem):
     assert np.linalg.norm(delta - expected) / np.linalg.norm(expected) < 1e-6
 
 
+@pytest.mark.python_ops
 @pytest.mark.parametrize("precond", [False, True], ids=["plain", "diag-precond"])
 def test_static_length_loop_matches_the_early_exit_loop(precond):
     # The JAX backend needs a loop of static length: iterations past n_iter or past
@@ -121,6 +122,7 @@ def test_static_length_loop_matches_the_early_exit_loop(precond):
         assert got[2] == want[2] <= k
 
 
+@pytest.mark.python_ops
 def test_static_length_loop_with_zero_rhs_and_bad_length():
     A = np.eye(4) * 2.0
     x, _, n_iter, *_ = _cg_function(A, static_steps=5, mode=resolve_mode("c"))(np.zeros(4), 5, 0.0)
@@ -157,6 +159,7 @@ def _progress_cg_function(window, eps, static_steps=None, warm=False):
     return pytensor.function([A_sym, b, n_iter] + ([x0] if warm else []), list(res), mode=resolve_mode("c"))
 
 
+@pytest.mark.python_ops
 # The unrolled loop only once, and short: it compiles in about 2 s per iteration.
 @pytest.mark.parametrize("window, eps, budget, static_steps",
                          [(1, 0.05, 30, None), (3, 0.01, 30, None), (2, 1e-3, 30, None), (1, 0.05, 9, 9)],

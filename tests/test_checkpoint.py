@@ -103,6 +103,7 @@ def test_a_file_of_sgn_0_4_is_refused_with_what_it_lacks(tmp_path):
         _make(SGN, HP, seed=5).load(old)
 
 
+@pytest.mark.python_ops
 def test_a_file_resumes_only_under_the_rules_it_was_trained_with(tmp_path):
     from sgn.rules import RaceBudget
     path = tmp_path / "c.npz"

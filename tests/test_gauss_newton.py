@@ -19,6 +19,7 @@ def _rel_err(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
+@pytest.mark.python_ops
 @pytest.mark.parametrize("kind,loss_style", CASES, ids=[f"{k}-{s}" for k, s in CASES])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gn_vector_product_matches_dense(tiny_problem, kind, loss_style, seed):

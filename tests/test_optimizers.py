@@ -118,6 +118,7 @@ def test_missing_min_cg_iters_and_k_cg_work():
     assert opt.history["cg_iters"] == [3]
 
 
+@pytest.mark.python_ops
 def test_cg_warm_up_and_rho_schedule(sgn_schedule):
     opt = sgn_schedule
     x, y = _batch(1)

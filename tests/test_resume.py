@@ -60,6 +60,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path):
     assert a["final"]["iteration"] == 300 * 7
 
 
+@pytest.mark.python_ops
 def test_fit_resume_in_process_is_exact(tmp_path):
     data = load_sine(n_samples=900, seed=1)
 
