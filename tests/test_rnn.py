@@ -293,6 +293,19 @@ def test_the_rnn_script_records_the_wrong_fraction_and_resumes_exactly(tmp_path)
     def strip(result):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in result["timeline"]]
     assert strip(resumed) == strip(straight)
+    # The summary table's row is the run's final record.
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "benchmarks",
+                        "rnn_summary.py")
+    spec = importlib.util.spec_from_file_location("rnn_summary", path)
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    text = summary.main([str(tmp_path / "straight"), "--csv", str(tmp_path / "runs.csv")])
+    final = straight["final"]
+    assert (f"| temporal_order | 20 | SGN | CG 3, mu 0.3, curv 1 | 12 | {final['solved']} |" in text
+            and f"| {final['iteration']} |" in text)
+    assert (tmp_path / "runs.csv").read_text().count("\n") == 2
 
 
 def test_the_solved_summary_is_the_first_record_under_one_percent():
