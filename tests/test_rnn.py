@@ -301,7 +301,9 @@ def test_the_rnn_script_records_the_wrong_fraction_and_resumes_exactly(tmp_path)
     spec = importlib.util.spec_from_file_location("rnn_summary", path)
     summary = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summary)
-    text = summary.main([str(tmp_path / "straight"), "--csv", str(tmp_path / "runs.csv")])
+    text = summary.main([str(tmp_path / "straight"), "--csv", str(tmp_path / "runs.csv"),
+                         "--figure", str(tmp_path / "wrong.png")])
+    assert (tmp_path / "wrong.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     final = straight["final"]
     assert (f"| temporal_order | 20 | SGN | CG 3, mu 0.3, curv 1 | 12 | {final['solved']} |" in text
             and f"| {final['iteration']} |" in text)

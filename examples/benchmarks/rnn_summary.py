@@ -1,8 +1,9 @@
 """Summarise ``examples/rnn.py`` runs: one table row per run (docs/results.md, "Recurrent networks").
 
-Usage: ``python examples/benchmarks/rnn_summary.py RUN_FOLDER ... [--csv docs/results/rnn/runs.csv]``.
-Each folder holds a ``results.json``; the CSV (written atomically) keeps the rows without the
-timelines, a few hundred bytes per run.
+Usage: ``python examples/benchmarks/rnn_summary.py RUN_FOLDER ... [--csv docs/results/rnn/runs.csv]
+[--figure docs/figures/rnn_wrong_fraction.png]``.  Each folder holds a ``results.json``; the CSV
+(written atomically) keeps the rows without the timelines, a few hundred bytes per run; the figure
+draws each run's test wrong fraction against training seconds.
 """
 
 from __future__ import annotations
@@ -55,11 +56,39 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                           for r in rows)
 
 
+def figure(paths: list[str], out: str) -> None:
+    """Each run's ``test_wrong_fraction`` against seconds, one line per run, the 1% line dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for path in paths:
+        with open(os.path.join(path, "results.json"), encoding="utf-8") as fh:
+            result = json.load(fh)
+        timeline, config = result["timeline"], result["config"]
+        label = f"{config['problem']} T={config['T']}: {config['solver']} ({settings(config)}), seed {config['seed']}"
+        ax.plot([r["seconds"] for r in timeline], [r["test_wrong_fraction"] for r in timeline], label=label)
+    ax.axhline(0.01, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("training seconds (one core)")
+    ax.set_ylabel("test sequences wrong")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(out, lambda fh: fh.write(buffer.getvalue()))
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="folders holding results.json")
     parser.add_argument("--csv", default=None, help="also write the rows here")
+    parser.add_argument("--figure", default=None, help="also draw the wrong fractions against seconds here (PNG)")
     args = parser.parse_args(argv)
+    if args.figure:
+        figure(args.runs, args.figure)
     rows = [row(path) for path in args.runs]
     if args.csv:
         buffer = io.StringIO()
