@@ -46,11 +46,12 @@ def _check_labels(y: np.ndarray, owner: str, output_size: int | None, lowest: in
     # every model, even one that does not say how many classes it has.
     if not y.size:
         return
-    if y.min() < lowest or (output_size is not None and y.max() >= output_size):
-        top = f"{output_size - 1}" if output_size is not None else "n_classes - 1"
-        unscored = " (-1: a step not scored)" if lowest < 0 else ""
-        raise ValueError(f"{owner}: class labels must lie in [{lowest}, {top}]{unscored}; got values in "
-                         f"[{int(y.min())}, {int(y.max())}].")
+    got = f"got values in [{int(y.min())}, {int(y.max())}]."
+    unscored = " (-1: a step not scored)" if lowest < 0 else ""
+    if output_size is not None and (y.min() < lowest or y.max() >= output_size):
+        raise ValueError(f"{owner}: class labels must lie in [{lowest}, {output_size - 1}]{unscored}; {got}")
+    if y.min() < lowest:
+        raise ValueError(f"{owner}: class labels must be non-negative{unscored}; {got}")
 
 
 def check_batch(net: Any, X: Any, y_hat: Any, x: Any, y: Any, owner: str,

@@ -86,7 +86,6 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         What was written: ``config``, ``timeline`` and ``final``.
     """
     import pytensor
-    import pytensor.tensor as pt
 
     from ..distributed import world_from_environment
     from ..training import fit
@@ -101,10 +100,7 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
         raise SystemExit(f"{path} exists; pass --overwrite to replace it")
     os.makedirs(args.out, exist_ok=True)
     pytensor.config.floatX = args.floatX
-    # Inputs of any rank (rows, sequences, images); integer targets are class labels.
-    X = pt.tensor("X", dtype=args.floatX, shape=(None,) * data.x_train.ndim)
-    y_dtype = "int32" if data.y_train.dtype.kind in "iu" else args.floatX
-    y_hat = pt.tensor("y", dtype=y_dtype, shape=(None,) * data.y_train.ndim)
+    X, y_hat = _symbolic_batch(data, args.floatX)
     net, loss = build(X, y_hat)
     opt, hyper = _optimizer(args, X, y_hat, net, loss, comm)
     blas_threads = _threads_per_rank(comm) if comm is not None else None
@@ -135,13 +131,26 @@ def run_experiment(args: argparse.Namespace, data: Any, build: Callable[[Any, An
     if rank != 0:  # rank 0 writes and reports; every rank returns the same result
         return result
     _write_results(path, result, args, opt, hyper)
+    _note_early_end(args, final)
+    return result
+
+
+def _symbolic_batch(data: Any, floatX: str) -> tuple[Any, Any]:
+    """Symbolic inputs of the data's rank (rows, sequences, images); integer targets are class labels."""
+    import pytensor.tensor as pt
+    X = pt.tensor("X", dtype=floatX, shape=(None,) * data.x_train.ndim)
+    y_dtype = "int32" if data.y_train.dtype.kind in "iu" else floatX
+    return X, pt.tensor("y", dtype=y_dtype, shape=(None,) * data.y_train.ndim)
+
+
+def _note_early_end(args: argparse.Namespace, final: dict[str, Any]) -> None:
+    """Say so when the epochs ran out before the time budget (the original scripts' --epochs default is 1:
+    a budget alone would end after one epoch unannounced)."""
     if (args.time_budget is not None and final["seconds"] < args.time_budget and not final.get("diverged")
             and not final.get("solved")):
-        # The original scripts' --epochs default is 1: a budget alone would end after one epoch unannounced.
         print(f"note: stopped after --epochs {args.epochs} at {final['seconds']:.1f} s, before the "
               f"--time_budget of {args.time_budget:g} s; raise --epochs to train for the whole budget",
               file=sys.stderr)
-    return result
 
 
 def _optimizer(args: argparse.Namespace, X: Any, y_hat: Any, net: Any, loss: Any, comm: Any) -> tuple[Any, dict]:
