@@ -110,7 +110,7 @@ def sequence_loss(out: TensorVariable, target: TensorVariable, task: str) -> Ten
         per_output = pt.sqr(out - clean)
     # A step is scored when its targets are; its loss sums its outputs (one output: the plain error).
     scored = pt.cast(pt.invert(pt.any(missing, axis=-1)), out.dtype)
-    return _scored_mean(pt.sum(per_output * pt.shape_padright(scored), axis=-1), scored)
+    return _scored_mean(pt.sum(per_output, axis=-1), scored)
 
 
 def default_loss(net: Any, y_hat: TensorVariable) -> TensorVariable:

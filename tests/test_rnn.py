@@ -256,14 +256,19 @@ def test_compiling_an_sgn_step_logs_no_rewrite_failure(dtype, cg, caplog):
     assert not failures, failures[0][:500]
 
 
-def _rnn_script():
+def _example(*parts):
+    """An example script loaded as a module (examples/ is not a package)."""
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "rnn.py")
-    spec = importlib.util.spec_from_file_location("rnn_script", path)
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", *parts)
+    spec = importlib.util.spec_from_file_location(parts[-1][:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _rnn_script():
+    return _example("rnn.py")
 
 
 def _script(tmp_path, name, *extra):
@@ -294,13 +299,7 @@ def test_the_rnn_script_records_the_wrong_fraction_and_resumes_exactly(tmp_path)
         return [{k: v for k, v in r.items() if k != "seconds"} for r in result["timeline"]]
     assert strip(resumed) == strip(straight)
     # The summary table's row is the run's final record.
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "benchmarks",
-                        "rnn_summary.py")
-    spec = importlib.util.spec_from_file_location("rnn_summary", path)
-    summary = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summary)
+    summary = _example("benchmarks", "rnn_summary.py")
     text = summary.main([str(tmp_path / "straight"), "--csv", str(tmp_path / "runs.csv"),
                          "--figure", str(tmp_path / "wrong.png")])
     assert (tmp_path / "wrong.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
