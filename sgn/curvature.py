@@ -36,8 +36,10 @@ class StructuralDamping:
     curvature product adds ``ρ μ S v``, so the term follows the damping ρ as its rule adapts it
     (μ fixed).  The sum over time and the mean over the batch are ours to state: the term keeps its
     ratio to G (a batch mean too) whatever the batch size, and grows with T as the dependencies do.
-    Sutskever's code sums over the batch where its loss does too, so its μ carries over unchanged
-    when ρ is compared with its λ / B; boulanni/theano-hf divides by T as well (its μ is ours × T).
+    Sutskever's code (``opt/hf.py``, ``opt/m/rnn/rnn.py``) averages G, λI and the structural term
+    over the batch alike, so its μ is ours; its squared error carries a factor ½ that ours does not,
+    so its λ is ρ / 2 on regression problems.  boulanni/theano-hf divides by T as well (its μ is
+    ours × T).
 
     Parameters
     ----------
