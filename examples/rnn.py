@@ -6,11 +6,15 @@ memorization_20 and adding (Arjovsky et al.'s).  Writes ``<out>/results.json``: 
 records ``test_wrong_fraction`` (sequences wrong by more than 0.04, or in class) beside the
 losses, and ``final`` records ``solved`` (at most 1% of the test sequences wrong) and
 ``solved_seconds``.  A run stops once the problem is solved (``--stop_when_solved``, default on).
-Example, Martens & Sutskever's addition at T = 100 with structural damping::
+Example, Martens & Sutskever's addition at T = 100 with their HF settings (structural damping
+μ = 0.03, λ₀ = 0.01, which is ρ₀ = 0.02 on our squared error; up to 300 CG iterations with
+Martens' progress stop and warm start; curvature on 300 of each 1,000 sequences), the
+configuration of docs/results.md's recurrent runs::
 
-    python examples/rnn.py --problem addition --T 100 --solver SGN --TR True --LS False \\
-        --rho 0.01 --struct_damp 0.3 --cg_max_iter 50 --batch_size 1000 --curv_batch 0.3 \\
-        --time_budget 1800 --out results/rnn_addition
+    python examples/rnn.py --problem addition --T 100 --solver SGN --TR True --LS True \\
+        --rho 0.02 --rho_min 0 --struct_damp 0.03 --cg_max_iter 300 --cg_stop progress \\
+        --cg_window 10 --cg_progress_tol 5e-4 --cg_warm 0.95 --batch_size 1000 --curv_batch 0.3 \\
+        --time_budget 1800 --eval_every 60 --checkpoint_every 20 --out results/rnn_addition
 """
 
 from __future__ import annotations
