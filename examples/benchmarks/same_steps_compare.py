@@ -14,6 +14,9 @@ import sys
 # Wall-clock readings, paths, versions, and the keys 0.5.0 removed (CG_COST and its flag).
 SKIP = {"seconds", "wall_seconds", "seconds_products", "seconds_line_search", "seconds_other", "out",
         "sgn_version", "compile_seconds", "data_dir", "cg_cost", "CG_COST", "processor"}
+# Keys added after 0.4.0, with the value that turns them off: one side may lack such a key when the
+# other holds exactly that value (the run did not use the feature).
+ADDED_OFF = {"clip_norm": 0.0, "struct_damp": 0.0, "STRUCT_DAMP": 0.0}
 
 
 def differences(x: object, y: object, path: str, out: list[str]) -> None:
@@ -23,6 +26,9 @@ def differences(x: object, y: object, path: str, out: list[str]) -> None:
             if key in SKIP:
                 continue
             if key not in x or key not in y:
+                present = x.get(key, y.get(key))
+                if key in ADDED_OFF and present == ADDED_OFF[key]:
+                    continue
                 out.append(f"{path}.{key} missing on one side")
             else:
                 differences(x[key], y[key], f"{path}.{key}", out)
